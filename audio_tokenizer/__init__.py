@@ -1,0 +1,1 @@
+"""audio_tokenizer package."""

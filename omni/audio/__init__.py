@@ -1,0 +1,1 @@
+"""Audio input/output shared by every package."""

@@ -1,0 +1,44 @@
+"""Shared CLI plumbing: turning user-facing errors into one clear line and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from omni.audio.io import AudioError
+from omni.config import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Errors caused by the user's input: printed as one line, exit code 2, no traceback.
+USER_ERRORS = (ConfigError, AudioError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError)
+
+
+def user_errors(fn: F) -> F:
+    """Decorator for commands: user-input errors print ``error: ...`` and exit with code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_table(rows: list[tuple], headers: tuple[str, ...], file: Any = None) -> None:
+    """Print a small left-aligned text table."""
+    cells = [tuple(str(c) for c in r) for r in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    out = file or sys.stdout
+    for r in cells:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)

@@ -1,0 +1,31 @@
+"""The `omni` console script: one Typer app, one sub-app per area."""
+
+import typer
+
+from omni.cli import config as config_cli
+from omni.cli import data as data_cli
+
+app = typer.Typer(
+    name="omni",
+    help="Train and serve a speech-in / speech-out multimodal LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.add_typer(config_cli.app, name="config")
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of omni and of its key dependencies."""
+    import importlib.metadata as md
+
+    import omni
+
+    typer.echo(f"omni {omni.__version__}")
+    for name in ("torch", "transformers", "accelerate", "vector-quantize-pytorch", "gradio"):
+        try:
+            typer.echo(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            typer.echo(f"{name} (not installed)")

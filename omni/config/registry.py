@@ -1,0 +1,32 @@
+"""Config kinds: the ``kind:`` key of a YAML file names the dataclass it loads into.
+
+The table maps each kind to ``"module:Class"`` and is imported lazily, so
+loading a corpus config does not import torch models. A new config kind is one
+new line here (and its dataclass beside the component it configures).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+KINDS: dict[str, str] = {
+    "corpus": "omni.data.synth.config:CorpusConfig",
+}
+
+
+def config_class(kind: str) -> type:
+    """The dataclass registered for ``kind``; ValueError listing known kinds otherwise."""
+    if kind not in KINDS:
+        known = ", ".join(sorted(KINDS))
+        raise ValueError(f"unknown config kind '{kind}'; known kinds: {known}")
+    module_name, _, class_name = KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def kind_of(cls: type) -> str:
+    """The kind registered for dataclass ``cls``; ValueError if it has none."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    for kind, path in KINDS.items():
+        if path == target:
+            return kind
+    raise ValueError(f"{cls.__name__} is not a registered config kind")

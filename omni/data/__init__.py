@@ -1,0 +1,1 @@
+"""Data: manifests, validation, the synthetic corpus."""

@@ -1,0 +1,1 @@
+"""Synthetic corpus: closed-domain conversational text and its spoken forms."""
