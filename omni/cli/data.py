@@ -109,3 +109,24 @@ def synth_cmd(
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     echo_table(sorted(summary.manifests.items()), ("manifest", "rows"))
     typer.echo(f"{summary.rendered} utterances, {summary.hours:.2f} h of speech in {out} ({summary.seconds:.0f} s)")
+
+
+@app.command("bpe")
+@user_errors
+def bpe_cmd(
+    manifests: list[Path] = typer.Argument(..., help="Manifests whose text trains the tokenizer."),
+    out: Path = typer.Option(..., "--out", help="Directory to save the tokenizer to (save_pretrained)."),
+    vocab_size: int = typer.Option(1024, help="Vocabulary size including 256 bytes and special tokens."),
+    min_frequency: int = typer.Option(2, help="Pairs seen fewer times are never merged."),
+) -> None:
+    """Train a byte-level BPE text tokenizer on the text of manifests (for tiny recipes)."""
+    from omni.text.tokenizer import manifest_texts, train_bpe_tokenizer
+
+    texts = manifest_texts(manifests)
+    if not texts:
+        raise ValueError("the manifests hold no text")
+    tok = train_bpe_tokenizer(texts, vocab_size=vocab_size, min_frequency=min_frequency)
+    tok.save_pretrained(str(out))
+    n_tokens = sum(len(ids) for ids in tok(texts)["input_ids"])
+    n_chars = sum(len(t) for t in texts)
+    typer.echo(f"vocabulary {len(tok)} tokens; {len(texts)} texts, {n_chars / n_tokens:.2f} characters per token; saved to {out}")

@@ -1,0 +1,318 @@
+"""The training loop every training command runs, on ``accelerate`` (1 process, DDP, FSDP, DeepSpeed).
+
+A command supplies a :class:`TrainTask` (how to weigh and score a
+micro-batch) plus its model, data set and optimizers; :class:`Trainer` does
+the rest: deterministic resumable data order (:mod:`omni.training.sampler`),
+gradient accumulation, mixed precision, clipping, LR schedules, TensorBoard
+logging through accelerate's tracker, a progress bar, periodic evaluation,
+atomic checkpoints, resume, and a clean stop on SIGTERM.
+
+Loss normalisation is exact for any number of processes and accumulation
+steps: ``compute_loss`` returns the *sum* of the loss over the micro-batch's
+loss units (examples, tokens, frames), ``batch_weight`` says how many units
+the micro-batch holds, and the loop divides by the global number of units of
+the step (summed over micro-batches and processes) before ``backward``. So a
+2-process run computes the same gradient as a 1-process run with the same
+global batch.
+
+Tasks with several optimizers (a GAN's generator and discriminator) list one
+phase per optimizer; each step runs the phases in order, each with its own
+forward, backward, clipping and optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from tqdm import tqdm
+
+from omni.training.checkpoint import STATE_FILE, CheckpointManager
+from omni.training.config import LoopConfig
+from omni.training.sampler import GlobalBatchSampler, StepMicroBatches
+
+
+@dataclass
+class StepOutput:
+    """What a task returns for one micro-batch in one phase.
+
+    Attributes:
+        loss: scalar tensor, the SUM of the loss over the micro-batch's loss units.
+        sums: per-unit quantities summed over the micro-batch (logged as global means), e.g. ``{"mel": ...}``.
+        stats: other scalars logged as they are (averaged over micro-batches), e.g. codebook perplexity.
+    """
+
+    loss: torch.Tensor
+    sums: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainContext:
+    """Handed to ``TrainTask.evaluate``: where and when we are."""
+
+    accelerator: Accelerator
+    step: int
+    run_dir: Path
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes logs and files."""
+        return self.accelerator.is_main_process
+
+    def writer(self) -> Any:
+        """The TensorBoard ``SummaryWriter`` (main process only), for images and audio."""
+        return self.accelerator.get_tracker("tensorboard", unwrap=True)
+
+
+class TrainTask(Protocol):
+    """How a training command scores its batches."""
+
+    phases: tuple[str, ...]
+    """Names of the optimizers, stepped in this order each step (one for most tasks)."""
+
+    def batch_weight(self, batch: Any) -> float:
+        """Loss units (examples, tokens, frames) in a micro-batch; the loss is normalised by their global sum."""
+
+    def compute_loss(self, model: torch.nn.Module, batch: Any, phase: str) -> StepOutput:
+        """Forward one micro-batch for ``phase``; summed loss over its units."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.fit`."""
+
+    step: int
+    complete: bool
+    interrupted: bool
+    last_metrics: dict[str, float]
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move every tensor inside dataclasses, dicts, lists and tuples to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if hasattr(obj, "__dataclass_fields__"):
+        return type(obj)(**{k: to_device(getattr(obj, k), device) for k in obj.__dataclass_fields__})
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+class Trainer:
+    """Runs a :class:`TrainTask` for ``cfg.max_steps`` optimizer steps.
+
+    Args:
+        cfg: loop settings.
+        task: scores micro-batches.
+        model: one module holding every trained sub-module.
+        dataset: map-style data set (``__len__``, ``__getitem__``).
+        collate: list of items -> batch.
+        optimizers: phase name -> optimizer (every name in ``task.phases``).
+        schedulers: phase name -> LR scheduler, stepped once per optimizer step.
+        evaluate: optional ``(model, ctx) -> metrics``, run every ``eval_every`` steps and at the end.
+        grad_clip: global-norm clip per phase (a float applies to every phase); 0 disables.
+        accelerator: pass one to control distribution; built from ``cfg`` otherwise.
+    """
+
+    def __init__(
+        self,
+        cfg: LoopConfig,
+        task: TrainTask,
+        model: torch.nn.Module,
+        dataset: Any,
+        collate: Callable[[list[Any]], Any],
+        optimizers: dict[str, torch.optim.Optimizer],
+        schedulers: dict[str, Any] | None = None,
+        evaluate: Callable[[torch.nn.Module, TrainContext], dict[str, float]] | None = None,
+        grad_clip: float | dict[str, float] = 0.0,
+        accelerator: Accelerator | None = None,
+    ):
+        missing = [p for p in task.phases if p not in optimizers]
+        if missing:
+            raise ValueError(f"no optimizer for phase(s) {missing}")
+        self.cfg, self.task, self.dataset, self.collate, self.evaluate_fn = cfg, task, dataset, collate, evaluate
+        self.run_dir = Path(cfg.output_dir)
+        self.grad_clip = grad_clip if isinstance(grad_clip, dict) else {p: grad_clip for p in task.phases}
+        kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(task.phases) > 1)]
+        # cpu=True on CPU-only machines: otherwise accelerate ignores torchrun's process group (MULTI_CPU)
+        self.acc = accelerator or Accelerator(
+            cpu=cfg.cpu or not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, log_with="tensorboard", project_dir=str(self.run_dir),
+            kwargs_handlers=kwargs, step_scheduler_with_optimizer=False,
+        )
+        prepared = self.acc.prepare(model, *[optimizers[p] for p in task.phases])
+        self.model, self.optimizers = prepared[0], dict(zip(task.phases, prepared[1:]))
+        self.schedulers = schedulers or {}
+        for sched in self.schedulers.values():
+            self.acc.register_for_checkpointing(sched)
+        self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints)
+        self.sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed)
+        self._stop = False
+
+    # ---- public -------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Train (resuming when a checkpoint exists) until ``max_steps``, SIGTERM or Ctrl-C."""
+        state_file = self.run_dir / STATE_FILE
+        if state_file.exists() and json.loads(state_file.read_text()).get("complete") and self.cfg.resume:
+            done = json.loads(state_file.read_text())
+            return TrainResult(done["step"], True, False, done.get("metrics", {}))
+        step = self._resume()
+        if step == 0:
+            set_seed(self.cfg.seed)
+        self.acc.init_trackers("tensorboard")
+        old_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if self._main_thread() else None
+        try:
+            step, metrics = self._loop(step)
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGTERM, old_handler)
+        complete = step >= self.cfg.max_steps
+        if complete and self.evaluate_fn is not None:
+            metrics.update(self._evaluate(step))
+        self._save(step, metrics, complete)
+        self.acc.end_training()
+        return TrainResult(step, complete, not complete, metrics)
+
+    # ---- internals ----------------------------------------------------------------
+
+    def _main_thread(self) -> bool:
+        import threading
+
+        return threading.current_thread() is threading.main_thread()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._stop = True  # finish the current step, checkpoint, exit cleanly
+
+    def _resume(self) -> int:
+        latest = self.ckpt.latest() if self.cfg.resume else None
+        if latest is None:
+            return 0
+        state = self.ckpt.load(self.acc, latest[1])
+        if self.acc.is_main_process:
+            print(f"resuming from {latest[1]} (step {state['step']})")
+        return int(state["step"])
+
+    def _loader(self, start: int) -> torch.utils.data.DataLoader:
+        batches = StepMicroBatches(self.sampler, start, self.cfg.max_steps, self.acc.process_index,
+                                   self.acc.num_processes, self.cfg.grad_accum)
+        # its own generator: creating the iterator must not draw from the global RNG, or a resumed
+        # run's dropout masks would differ from an uninterrupted run's
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + start)
+        return torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, collate_fn=self.collate,
+                                           num_workers=self.cfg.num_workers, generator=generator,
+                                           pin_memory=self.acc.device.type == "cuda")
+
+    def _loop(self, step: int) -> tuple[int, dict[str, float]]:
+        cfg = self.cfg
+        bar = tqdm(total=cfg.max_steps, initial=step, desc="train", unit=" step",
+                   disable=not (cfg.progress and self.acc.is_main_process), dynamic_ncols=True)
+        batches = iter(self._loader(step))
+        metrics: dict[str, float] = {}
+        window: dict[str, list[float]] = defaultdict(list)
+        t0, units_done = time.perf_counter(), 0.0
+        while step < cfg.max_steps and not self._stop:
+            micro = [to_device(next(batches), self.acc.device) for _ in range(cfg.grad_accum)]
+            step_metrics, units = self._train_step(micro)
+            units_done += units
+            step += 1
+            bar.update()
+            for k, v in step_metrics.items():
+                window[k].append(v)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                elapsed = time.perf_counter() - t0
+                metrics = {k: sum(v) / len(v) for k, v in window.items()}
+                metrics["units_per_s"] = units_done / max(elapsed, 1e-9)
+                metrics["epoch"] = self.sampler.epoch_of(step)
+                for phase, opt in self.optimizers.items():
+                    for i, group in enumerate(opt.param_groups):
+                        metrics[f"lr/{phase}/{group.get('name', i)}"] = group["lr"]
+                self.acc.log(metrics, step=step)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss")})
+                window.clear()
+                t0, units_done = time.perf_counter(), 0.0
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and self.evaluate_fn:
+                metrics.update(self._evaluate(step))
+            if step % cfg.save_every == 0 and step < cfg.max_steps:
+                self._save(step, metrics, complete=False)
+        bar.close()
+        return step, metrics
+
+    def _global_units(self, micro: list[Any]) -> float:
+        local = torch.tensor(sum(float(self.task.batch_weight(b)) for b in micro), device=self.acc.device,
+                             dtype=torch.float64)
+        return float(self.acc.reduce(local, reduction="sum"))
+
+    def _train_step(self, micro: list[Any]) -> tuple[dict[str, float], float]:
+        """One optimizer step per phase over this process's micro-batches."""
+        total = self._global_units(micro)
+        if total <= 0:
+            raise RuntimeError("a training step has no loss units (every example of the batch was empty)")
+        scale = self.acc.num_processes / total  # DDP averages gradients over processes
+        out: dict[str, float] = {}
+        for phase in self.task.phases:
+            opt = self.optimizers[phase]
+            opt.zero_grad(set_to_none=True)
+            sums: dict[str, float] = defaultdict(float)
+            stats: dict[str, list[float]] = defaultdict(list)
+            for i, batch in enumerate(micro):
+                sync = i == len(micro) - 1
+                with self.acc.no_sync(self.model) if not sync else contextlib.nullcontext():
+                    with self.acc.autocast():
+                        result = self.task.compute_loss(self.model, batch, phase)
+                    self.acc.backward(result.loss * scale)
+                sums[f"loss/{phase}" if len(self.task.phases) > 1 else "loss"] += float(result.loss.detach())
+                for k, v in result.sums.items():
+                    sums[k] += float(v)
+                for k, v in result.stats.items():
+                    stats[k].append(float(v))
+            if self.grad_clip.get(phase, 0.0) > 0:
+                norm = self.acc.clip_grad_norm_(_params(opt), self.grad_clip[phase])
+                out[f"grad_norm/{phase}"] = float(norm)
+            opt.step()
+            if phase in self.schedulers:
+                self.schedulers[phase].step()
+            reduced = self.acc.reduce(torch.tensor(list(sums.values()), device=self.acc.device,
+                                                   dtype=torch.float64), reduction="sum")
+            out.update({k: float(v) / total for k, v in zip(sums, reduced.tolist())})
+            out.update({k: sum(v) / len(v) for k, v in stats.items()})
+        if not all(math.isfinite(v) for k, v in out.items() if k.startswith("loss")):
+            raise FloatingPointError(f"non-finite loss at this step: {out}")
+        return out, total
+
+    def _evaluate(self, step: int) -> dict[str, float]:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                result = self.evaluate_fn(self.acc.unwrap_model(self.model), TrainContext(self.acc, step, self.run_dir))
+        finally:
+            self.model.train()
+        result = {k if k.startswith("eval/") else f"eval/{k}": float(v) for k, v in (result or {}).items()}
+        self.acc.log(result, step=step)
+        return result
+
+    def _save(self, step: int, metrics: dict[str, float], complete: bool) -> None:
+        state = {"epoch": self.sampler.epoch_of(step), "samples_seen": step * self.cfg.batch_size,
+                 "metrics": metrics, "complete": complete}
+        self.ckpt.save(self.acc, step, state)
+        if self.acc.is_main_process:
+            tmp = self.run_dir / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps({**state, "step": step}, indent=2) + "\n", encoding="utf-8")
+            tmp.replace(self.run_dir / STATE_FILE)
+
+
+def _params(opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    return [p for g in opt.param_groups for p in g["params"]]
