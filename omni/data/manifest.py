@@ -61,6 +61,14 @@ _REGION = re.compile(r"^[A-Z]{2}$|^[0-9]{3}$")
 
 
 @dataclass
+class CodesRef:
+    """Where the cached audio-token codes (T, K) of an audio reference live (see :mod:`omni.data.codes`)."""
+
+    path: str
+    key: str
+
+
+@dataclass
 class Turn:
     """One message of a conversation; at least one of text, audio, image, video."""
 
@@ -69,6 +77,7 @@ class Turn:
     audio: str | None = None
     offset: float | None = None
     duration: float | None = None
+    codes: CodesRef | None = None
     image: str | None = None
     video: str | None = None
 
@@ -81,6 +90,7 @@ class Segment:
     audio: str | None = None
     offset: float | None = None
     duration: float | None = None
+    codes: CodesRef | None = None
 
 
 @dataclass
@@ -92,6 +102,7 @@ class ManifestRow:
     audio: str | None = None
     offset: float | None = None
     duration: float | None = None
+    codes: CodesRef | None = None
     text: str | None = None
     translation: str | None = None
     language: str | None = None

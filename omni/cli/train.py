@@ -1,0 +1,10 @@
+"""`omni train ...`: one command per trainable component; each composes library pieces."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
+
+# Commands are registered by their modules, one line each, e.g.
+#   app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
