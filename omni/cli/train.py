@@ -8,3 +8,8 @@ app = typer.Typer(help="Train components and model stages.", no_args_is_help=Tru
 
 # Commands are registered by their modules, one line each, e.g.
 #   app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
+
+from omni.cli import decoder as decoder_cli  # noqa: E402
+
+app.command("flow")(decoder_cli.flow_cmd)
+app.command("vocoder")(decoder_cli.vocoder_cmd)
