@@ -67,9 +67,12 @@ def decode_cmd(
     steps: int = typer.Option(None, "--steps", help="Euler steps (NFE); default from the flow config."),
     seed: int = typer.Option(0, "--seed", help="Noise seed."),
     mel_plot: Path = typer.Option(None, "--mel-plot", help="Also save the generated mel as a PNG."),
+    reference: Path = typer.Option(None, "--reference", help="Audio of the codes, plotted above the output in --mel-plot."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides of the speech decoder config."),
 ) -> None:
     """Turn audio-token codes (T, 8) into a waveform with the flow decoder and the vocoder."""
+    import torch
+
     from decoders.speech_decoder import SpeechDecoder, SpeechDecoderConfig, read_codes_file
     from omni.audio.io import save_audio
     from omni.config import from_data, load_config
@@ -89,8 +92,6 @@ def decode_cmd(
     codes = read_codes_file(codes_file, key)
     t0 = time.perf_counter()
     if stream:
-        import torch
-
         first = None
         parts = []
         for chunk in decoder.stream(codes[i:i + 1] for i in range(len(codes))):
@@ -108,6 +109,14 @@ def decode_cmd(
     if mel_plot is not None:
         from decoders.plots import save_mel_plot
 
-        mel = decoder.front_end(wav)[0]
-        save_mel_plot(mel_plot, {f"{out.name} (mel of the output)": mel}, decoder.front_end.cfg.frame_rate)
+        mels = {}
+        if reference is not None:
+            from omni.audio.io import load_audio
+
+            ref = torch.from_numpy(load_audio(reference, decoder.sample_rate).samples)
+            mels[f"reference: {reference.name}"] = decoder.front_end(ref)[0]
+        mels[f"decoded: {out.name}"] = decoder.front_end(wav)[0]
+        save_mel_plot(mel_plot, mels, decoder.front_end.cfg.frame_rate,
+                      f"{len(codes)} code frames, NFE {decoder.cfg.n_steps or decoder.flow.cfg.n_steps}, "
+                      f"{'streamed' if stream else 'whole'}")
         typer.echo(f"wrote {mel_plot}")
