@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,9 +21,12 @@ def flow_cmd(
     from omni.config import load_config, save_config
 
     cfg = load_config(config, FlowTrainConfig, overrides=overrides or [])
-    save_config(cfg, Path(cfg.loop.output_dir) / "config.yaml")
+    if _is_main():
+        save_config(cfg, Path(cfg.loop.output_dir) / "config.yaml")
     t0 = time.perf_counter()
     result, final = train_flow(cfg)
+    if not _is_main():
+        return
     _report("flow decoder", result, final, time.perf_counter() - t0)
     if result.complete:
         from decoders.flow import FlowDecoder
@@ -40,10 +44,17 @@ def vocoder_cmd(
     from omni.config import load_config, save_config
 
     cfg = load_config(config, VocoderTrainConfig, overrides=overrides or [])
-    save_config(cfg, Path(cfg.loop.output_dir) / "config.yaml")
+    if _is_main():
+        save_config(cfg, Path(cfg.loop.output_dir) / "config.yaml")
     t0 = time.perf_counter()
     result, final = train_vocoder(cfg)
-    _report("vocoder", result, final, time.perf_counter() - t0)
+    if _is_main():
+        _report("vocoder", result, final, time.perf_counter() - t0)
+
+
+def _is_main() -> bool:
+    """True on the process that reports (rank 0 under torchrun / accelerate launch)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _report(name: str, result, final: Path, seconds: float) -> None:
