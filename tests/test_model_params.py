@@ -63,3 +63,23 @@ def test_frozen_groups_get_no_gradient():
     audio_loss(out.audio_logits, batch.audio_codes[batch.audio_target]).total.backward()
     assert model.audio_head.heads[0].weight.grad is not None
     assert model.backbone.model.layers[0].mlp.up_proj.weight.grad is None
+
+
+def test_every_trainable_parameter_gets_a_gradient_from_any_batch():
+    """DDP without find_unused_parameters needs every trainable parameter in the graph, even when a
+    text-only batch leaves the audio and vision branches unused."""
+    from omni.model import Message, collate
+    from omni.model.losses import text_loss
+
+    model = tiny_model("qwen2").train()
+    batch = collate([model.encode([Message("user", "Hi"), Message("assistant", "Hello.")])], 0)
+    out = model(batch)
+    text_loss(out.text_logits, batch.labels).total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    assert model.audio_head.heads[0].weight.grad.abs().sum() == 0  # zero-weighted: the update is unchanged
+    # frozen branches are left out: nothing extra runs for them
+    model.zero_grad(set_to_none=True)
+    set_trainable(model, ["llm", "embeddings", "lm_head"])
+    text_loss(model(batch).text_logits, batch.labels).total.backward()
+    assert model.audio_head.heads[0].weight.grad is None

@@ -8,6 +8,7 @@ import torch
 from PIL import Image as PILImage
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
+from omni.config import FieldError
 from omni.model import Image, Message, ModelLoadError, Text, Video, collate
 from omni.model.tiny import tiny_model
 from omni.model.vision import VisionBranch, VisionConfig, vision_hf_config
@@ -160,6 +161,15 @@ def test_vision_tower_loads_from_local_qwen2_vl_checkpoint(tmp_path):
     assert other.tower.merger.mlp[2].weight.shape == (48, 128)
     with pytest.raises(ModelLoadError, match="not a local directory"):
         vision_hf_config(VisionConfig(path=str(tmp_path / "nope")), 64)
+    with pytest.raises(ValueError, match="vision.temporal_patch_size: 1 differs from the checkpoint's 2"):
+        vision_hf_config(VisionConfig(path=cfg.path, temporal_patch_size=1), 64)
+
+
+def test_bad_vision_config_values_name_the_field():
+    with pytest.raises(FieldError, match="video_max_size.*multiples of .* 28"):
+        VisionConfig(video_max_size=(500, 1120))
+    with pytest.raises(FieldError, match="embed_dim"):
+        VisionConfig(embed_dim=30, num_heads=4)
 
 
 def test_generation_from_an_image_prompt_cache_equals_no_cache(model):

@@ -121,7 +121,8 @@ def _audio(examples: Sequence[OmniExample]) -> tuple[torch.Tensor, torch.Tensor]
 
 def collate(examples: Sequence[OmniExample], pad_id: int, padding_side: Literal["right", "left"] = "right",
             pad_to_multiple_of: int = 1) -> OmniBatch:
-    """Pad examples into one batch (left padding for generation prompts).
+    """Pad examples into one batch (left padding for generation prompts); the result is laid out as in the
+    example of the module docstring.
 
     Position ids count real tokens only (``cumsum(mask) - 1``), so a left-padded row gets the same
     positions as it would alone; padded positions get 0.

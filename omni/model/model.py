@@ -227,6 +227,10 @@ class OmniModel(nn.Module):
         """
         if inputs_embeds is None:
             inputs_embeds = self.embed(batch)
+        if self.training:
+            anchor = self._unused_branch_anchor(batch)
+            if anchor is not None:
+                inputs_embeds = inputs_embeds + anchor
         out = self.backbone(
             inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
             past_key_values=past_key_values, use_cache=use_cache, output_hidden_states=[-1],
@@ -249,6 +253,34 @@ class OmniModel(nn.Module):
             output.audio_loss = audio_loss(audio_logits, target_codes, audio_level_weights)
             output.loss = output.text_loss.mean() + output.audio_loss.mean()
         return output
+
+    def _unused_branch_anchor(self, batch: OmniBatch) -> torch.Tensor | None:
+        """0 x the outputs of trainable branches this batch does not use (training only).
+
+        A text-only batch leaves the audio modules (and an image-free one the vision tower) out of the
+        graph; DDP without ``find_unused_parameters`` then fails. A zero-weighted pass over a dummy
+        input keeps every trainable parameter in the graph (with zero gradient) at negligible cost.
+        """
+
+        def trainable(module: nn.Module | None) -> bool:
+            return module is not None and any(p.requires_grad for p in module.parameters())
+
+        dev, k = self.device, self.cfg.num_codebooks
+        terms = []
+        has_frames = bool((batch.input_ids == self.token_ids.audio).any())
+        if not has_frames and trainable(self.audio_embed):
+            terms.append(self.audio_embed(torch.zeros(1, k, dtype=torch.long, device=dev)).sum())
+        if not bool(batch.audio_target.any()) and trainable(self.audio_head):
+            width = self.backbone.config.get_text_config().hidden_size
+            logits = self.audio_head(torch.zeros(1, width, device=dev, dtype=self.dtype),
+                                     torch.zeros(1, k, dtype=torch.long, device=dev))
+            terms.extend(lg.sum() for lg in logits)
+        if batch.pixel_values is None and batch.pixel_values_videos is None and trainable(self.vision):
+            vc = self.vision.config
+            m = vc.spatial_merge_size
+            pixels = torch.zeros(m * m, vc.in_channels * vc.temporal_patch_size * vc.patch_size**2, device=dev)
+            terms.append(self.vision(pixels, torch.tensor([[1, m, m]], device=dev)).sum())
+        return sum(terms) * 0.0 if terms else None
 
     # ----------------------------------------------------------------------------------------- convenience
     def encode(self, messages: list, **kwargs: Any):

@@ -81,6 +81,8 @@ class VisionConfig:
         check(self.video_fps > 0, "video_fps", "must be > 0")
         short, long = self.video_max_size
         check(factor <= short <= long, "video_max_size", f"needs {factor} <= short side <= long side")
+        check(short % factor == 0 and long % factor == 0, "video_max_size",
+              f"both sides must be multiples of patch_size * spatial_merge_size = {factor}, got {short}x{long}")
 
     @property
     def merge_factor(self) -> int:
@@ -99,6 +101,10 @@ def vision_hf_config(cfg: VisionConfig, llm_hidden_size: int) -> Qwen2VLVisionCo
         vision = getattr(full, "vision_config", None)
         if vision is None or not isinstance(vision, Qwen2VLVisionConfig):
             raise ModelLoadError(f"vision.path: '{path}' is not a Qwen2-VL model (config has no Qwen2-VL vision_config)")
+        for name in ("patch_size", "temporal_patch_size", "spatial_merge_size"):
+            if getattr(vision, name) != getattr(cfg, name):
+                raise ValueError(f"vision.{name}: {getattr(cfg, name)} differs from the checkpoint's "
+                                 f"{getattr(vision, name)} in '{path}' (the processor must cut patches the same way)")
         data = vision.to_dict()
         data["hidden_size"] = llm_hidden_size
         data.pop("model_type", None)
