@@ -66,9 +66,10 @@ def _frames_and_text(out, row=0):
 def test_kv_cache_equals_no_cache(model, prompts):
     total_frames = 0
     for prompt in prompts:
-        cached = model.generate(prompt, max_new_tokens=48, max_audio_frames=6)
-        plain = model.generate(prompt, max_new_tokens=48, max_audio_frames=6, use_cache=False)
+        cached = model.generate(prompt, max_new_tokens=48, max_audio_frames=6, return_logits=True)
+        plain = model.generate(prompt, max_new_tokens=48, max_audio_frames=6, use_cache=False, return_logits=True)
         assert torch.equal(cached.tokens, plain.tokens)
+        torch.testing.assert_close(cached.logits, plain.logits, atol=1e-4, rtol=1e-4)  # not only the argmax
         assert torch.equal(cached.frames[0], plain.frames[0])
         assert cached.text == plain.text
         total_frames += cached.frames[0].shape[0]
@@ -104,12 +105,13 @@ def test_stream_interleaves_text_and_frames_in_order(model, prompts):
 def test_batch_with_left_padding_equals_one_by_one(model, prompts):
     lengths = {len(p) for p in prompts}
     assert len(lengths) == len(prompts)  # mixed prompt lengths
-    cfg = GenerationConfig(max_new_tokens=40, max_audio_frames=5)
+    cfg = GenerationConfig(max_new_tokens=40, max_audio_frames=5, return_logits=True)
     batch = model.generate(prompts, cfg)
     for row, prompt in enumerate(prompts):
         alone = model.generate(prompt, cfg)
         n = alone.tokens.shape[1]
         assert torch.equal(batch.tokens[row, :n], alone.tokens[0])
+        torch.testing.assert_close(batch.logits[row, :n], alone.logits[0], atol=1e-4, rtol=1e-4)
         assert (batch.tokens[row, n:] == model.token_ids.pad).all()
         assert torch.equal(batch.frames[row], alone.frames[0])
         assert batch.text[row] == alone.text[0] and batch.finish_reason[row] == alone.finish_reason[0]
@@ -124,7 +126,7 @@ def test_batch_with_left_padding_equals_one_by_one(model, prompts):
 def test_text_only_greedy_equals_transformers_generate(model, prompts, penalty):
     t = model.token_ids
     prompt = prompts[0]
-    ours = model.generate(prompt, max_new_tokens=30, allow_audio=False,
+    ours = model.generate(prompt, max_new_tokens=30, allow_audio=False, return_logits=True,
                           text=SamplingConfig(repetition_penalty=penalty))
     banned = [t.audio, t.audio_end, t.audio_start, t.audio_gen_start, t.image_start, t.image, t.image_end,
               t.video_start, t.video, t.video_end]
@@ -132,10 +134,11 @@ def test_text_only_greedy_equals_transformers_generate(model, prompts, penalty):
         ref = model.backbone.generate(
             input_ids=prompt.input_ids.unsqueeze(0), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
             max_new_tokens=30, do_sample=False, suppress_tokens=banned, repetition_penalty=penalty,
-            eos_token_id=list(t.eos), pad_token_id=t.pad,
+            eos_token_id=list(t.eos), pad_token_id=t.pad, output_logits=True, return_dict_in_generate=True,
         )
-    new = ref[0, len(prompt):]
+    new = ref.sequences[0, len(prompt):]
     assert torch.equal(ours.tokens[0, :len(new)], new)
+    torch.testing.assert_close(ours.logits[0, :len(new)], torch.cat(ref.logits), atol=1e-4, rtol=1e-4)
     assert not (ours.tokens == t.audio).any()
 
 

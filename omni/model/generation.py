@@ -59,6 +59,10 @@ class GenerationConfig:
         default_factory=list, help="Extra token ids that end a row (besides <|im_end|> and the EOS token)."
     )
     ignore_eos: bool = option(False, help="Never stop at a stop token: always max_new_tokens steps (benchmarks).")
+    return_logits: bool = option(
+        False, help="Keep the raw text-head logits of every step in the output (B, S, V), like output_logits in "
+        "transformers.",
+    )
 
     def __post_init__(self) -> None:
         check(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
@@ -76,12 +80,14 @@ class DecodeStep:
         codes: (B, K) long, the frame's codes where ``is_frame`` (zeros elsewhere).
         is_frame: (B,) bool.
         active: (B,) bool, rows that produced something this step.
+        logits: (B, V) the text head's raw logits that chose ``tokens`` (when ``return_logits``).
     """
 
     tokens: torch.Tensor
     codes: torch.Tensor
     is_frame: torch.Tensor
     active: torch.Tensor
+    logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -95,6 +101,7 @@ class GenerationOutput:
         segments: per row, the frames of each audio segment, (n, K) each.
         text: per row, the generated text (special tokens left out).
         finish_reason: per row, "stop" (stop token) or "length" (max_new_tokens).
+        logits: (B, S, V) raw text-head logits of every step (``return_logits``), else None.
     """
 
     sequences: torch.Tensor
@@ -103,6 +110,7 @@ class GenerationOutput:
     segments: list[list[torch.Tensor]]
     text: list[str]
     finish_reason: list[str]
+    logits: torch.Tensor | None = None
 
 
 def prompt_batch(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniExample]) -> OmniBatch:
@@ -196,7 +204,8 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig) -
             codes = torch.where(is_frame.unsqueeze(-1), codes, 0)
         else:
             codes = torch.zeros(b, k, dtype=torch.long, device=dev)
-        yield DecodeStep(tokens=token, codes=codes, is_frame=is_frame, active=active)
+        yield DecodeStep(tokens=token, codes=codes, is_frame=is_frame, active=active,
+                         logits=logits if config.return_logits else None)
 
         # ---- state
         if audio_sampler.penalizes:
@@ -268,13 +277,18 @@ def generate(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniE
     """
     config = _config(config, overrides)
     batch = prompt_batch(model, prompts)
-    tokens, codes, frames_mask = [], [], []
+    tokens, codes, frames_mask, logits = [], [], [], []
     for step in decode_steps(model, batch, config):
         tokens.append(step.tokens)
         codes.append(step.codes)
         frames_mask.append(step.is_frame)
-    return collect_output(model, batch, torch.stack(tokens, 1), torch.stack(codes, 1), torch.stack(frames_mask, 1),
-                          config)
+        if step.logits is not None:
+            logits.append(step.logits)
+    out = collect_output(model, batch, torch.stack(tokens, 1), torch.stack(codes, 1), torch.stack(frames_mask, 1),
+                         config)
+    if logits:
+        out.logits = torch.stack(logits, 1).cpu()  # (B, S, V)
+    return out
 
 
 def collect_output(model: OmniModel, batch: OmniBatch, tokens: torch.Tensor, codes: torch.Tensor,
