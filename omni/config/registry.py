@@ -11,6 +11,8 @@ import importlib
 
 KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
+    "omni_model": "omni.model.config:OmniModelConfig",
+    "generation": "omni.model.generation:GenerationConfig",
 }
 
 
