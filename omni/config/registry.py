@@ -16,6 +16,8 @@ KINDS: dict[str, str] = {
     "vocoder": "decoders.vocoder:VocoderConfig",
     "vocoder_train": "decoders.train_vocoder:VocoderTrainConfig",
     "speech_decoder": "decoders.speech_decoder:SpeechDecoderConfig",
+    "omni_model": "omni.model.config:OmniModelConfig",
+    "generation": "omni.model.generation:GenerationConfig",
 }
 
 

@@ -1,0 +1,60 @@
+"""Audio embedding: one table per codebook, summed per frame, projected to the LLM width.
+
+An audio frame (12.5 Hz) is K = 8 RVQ codes, one per codebook level; level k
+has ``codebook_sizes[k]`` entries. The frame's input vector for the LLM is::
+
+    e = W_proj · (E_0[c_0] + E_1[c_1] + ... + E_{K-1}[c_{K-1}])     # (D_llm,)
+
+It replaces the ``<|audio|>`` placeholder token's embedding at that position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from omni.config import check, option
+
+
+@dataclass
+class AudioEmbeddingConfig:
+    """Width of the per-codebook tables (the projection maps it to the LLM width)."""
+
+    embed_dim: int = option(1024, help="Width of each codebook's embedding table before the projection.")
+
+    def __post_init__(self) -> None:
+        check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+
+
+class AudioEmbedding(nn.Module):
+    """Sum of K codebook embeddings, projected to the LLM width.
+
+    Args:
+        cfg: table width.
+        codebook_sizes: entries per level (K levels).
+        out_dim: LLM hidden size.
+    """
+
+    def __init__(self, cfg: AudioEmbeddingConfig, codebook_sizes: list[int], out_dim: int):
+        super().__init__()
+        self.codebook_sizes = list(codebook_sizes)
+        self.tables = nn.ModuleList(nn.Embedding(v, cfg.embed_dim) for v in self.codebook_sizes)
+        self.proj = nn.Linear(cfg.embed_dim, out_dim)
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=cfg.embed_dim**-0.5)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Embed frames.
+
+        Args:
+            codes: (..., K) long, level k in ``[0, codebook_sizes[k])``.
+
+        Returns:
+            (..., D_llm) one vector per frame.
+        """
+        summed = self.tables[0](codes[..., 0])
+        for k in range(1, len(self.tables)):
+            summed = summed + self.tables[k](codes[..., k])  # (..., E)
+        return self.proj(summed)
