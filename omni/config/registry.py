@@ -11,6 +11,9 @@ import importlib
 
 KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
+    "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
+    "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
+    "lm": "omni.text.lm:LMTrainConfig",
 }
 
 
