@@ -119,12 +119,13 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
           f"batch {args.batch} x {args.seconds:g} s clips, {args.repeats} repeats")
     rows = [bench(n, configs[n](), args.device, args.batch, args.seconds, args.repeats) for n in args.sizes.split(",")]
-    header = f"{'config':<7} {'device':<6} {'params':>8} {'ours (audio s/s)':>17} {'HF 30-s padded':>15} {'speed-up':>9} {'bits/s':>7}  codebooks"
+    header = f"{'config':<7} {'device':<6} {'params*':>8} {'ours (audio s/s)':>17} {'HF 30-s padded':>15} {'speed-up':>9} {'bits/s':>7}  codebooks"
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['name']:<7} {r['device']:<6} {r['params_m']:>7.1f}M {r['ours']:>17.1f} {r['ref']:>15.1f} "
               f"{r['ratio']:>8.2f}x {r['bitrate']:>7.0f}  {r['sizes']}")
+    print("* parameters of encoder + quantizer + mel decoder; speed-up = ours / reference throughput")
 
 
 if __name__ == "__main__":

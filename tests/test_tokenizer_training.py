@@ -189,3 +189,31 @@ def test_two_processes_train_with_synchronised_codebooks(corpus, tmp_path):
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["complete"] and state["step"] == 3
     assert AudioTokenizer.from_pretrained(tmp_path / "ddp" / "tokenizer").quantizer.initialised
+
+
+def test_the_frozen_lm_learns_to_read_frames_through_the_adapter(lm_dir):
+    """Two different frame sequences with different transcripts: training only the adapter (the LM stays frozen),
+    each transcript becomes more likely given its own frames than given the other's."""
+    from audio_tokenizer.transcription import transcription_nll
+
+    lm = FrozenLM(lm_dir)
+    torch.manual_seed(0)
+    adapter = TranscriptionAdapter(16, lm.hidden_size)
+    frames = torch.randn(2, 5, 16)  # (B, T, dim_q) stand-ins for two clips' quantized frames
+    texts = [lm.encode_text("turn on the kitchen lights", 32), lm.encode_text("what is two plus three", 32)]
+    width = max(len(x) for x in texts)
+    ids = torch.tensor([x + [0] * (width - len(x)) for x in texts])
+    text_lengths, frame_lengths = torch.tensor([len(x) for x in texts]), torch.tensor([5, 5])
+    separator = (lm.tokenizer.eos_token_id,)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    opt = torch.optim.AdamW(adapter.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        nll, _ = transcription_nll(lm.model, adapter(frames), frame_lengths, ids, text_lengths, separator)
+        nll.sum().backward()
+        opt.step()
+    with torch.no_grad():
+        own, _ = transcription_nll(lm.model, adapter(frames), frame_lengths, ids, text_lengths, separator)
+        swapped, _ = transcription_nll(lm.model, adapter(frames.flip(0)), frame_lengths, ids, text_lengths, separator)
+    assert torch.all(own < swapped - 0.2), (own, swapped)
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())

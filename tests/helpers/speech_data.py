@@ -60,7 +60,7 @@ def initialised_tokenizer(cfg: AudioTokenizerConfig | None = None, seed: int = 0
 
 
 def tiny_lm(tmp_path_factory) -> Path:
-    """A tiny untrained Qwen2 + BPE tokenizer saved with save_pretrained (a stand-in frozen LM)."""
+    """A tiny Qwen2 + BPE tokenizer that knows a few sentences (100 plain AdamW steps), saved with save_pretrained."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from omni.text.tokenizer import train_bpe_tokenizer
@@ -68,12 +68,23 @@ def tiny_lm(tmp_path_factory) -> Path:
     out = tmp_path_factory.getbasetemp() / "tiny_lm"
     if (out / "config.json").is_file():
         return out
-    texts = ["turn on the kitchen lights", "what is two plus three", "set a timer for five minutes"] * 20
-    tok = train_bpe_tokenizer(texts, vocab_size=300, min_frequency=1)
+    sentences = ["turn on the kitchen lights", "what is two plus three", "set a timer for five minutes"]
+    tok = train_bpe_tokenizer(sentences * 20, vocab_size=300, min_frequency=1)
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    Qwen2ForCausalLM(config).save_pretrained(str(out))
+    model = Qwen2ForCausalLM(config)
+    eos = tok.eos_token_id
+    seqs = [[eos] + tok(s, add_special_tokens=False)["input_ids"] + [eos] for s in sentences]
+    width = max(len(x) for x in seqs)
+    ids = torch.tensor([x + [eos] * (width - len(x)) for x in seqs])
+    labels = torch.tensor([x + [-100] * (width - len(x)) for x in seqs])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+    model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
