@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from omni.config import ConfigError, from_data
 from omni.data.manifest import ManifestRow, write_manifest
 from omni.text.lm import LMTrainConfig, collate_text, train_lm
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from omni.audio.io import AudioError, load_audio
 from omni.cli.main import app
 from omni.data.codes import CodesReader
 from omni.data.manifest import load_manifest
-from tests.helpers.speech_data import initialised_tokenizer, mini_corpus
+from tests.helpers.speech_data import initialised_tokenizer, mini_corpus, one_thread  # noqa: F401 (one_thread: fixture)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from audio_tokenizer.encoder import EncoderConfig, WhisperAudioEncoder, load_whisper_encoder
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
 
 SMALL = dict(d_model=32, layers=2, heads=4, ffn_dim=64)
 

@@ -9,7 +9,7 @@ import torch
 from audio_tokenizer.frontend import FrontendConfig, WhisperFrontend
 from omni.audio.io import load_audio
 from omni.data.manifest import load_manifest
-from tests.helpers.speech_data import mini_corpus
+from tests.helpers.speech_data import mini_corpus, one_thread  # noqa: F401 (one_thread: fixture)
 
 TOL = 1e-4
 

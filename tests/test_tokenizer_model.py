@@ -10,7 +10,7 @@ from audio_tokenizer.model import AudioTokenizer, AudioTokenizerConfig, pad_batc
 from omni.audio.io import AudioError, load_audio
 from omni.config import ConfigError, from_data
 from omni.data.manifest import load_manifest
-from tests.helpers.speech_data import initialised_tokenizer, mini_corpus, tiny_config
+from tests.helpers.speech_data import initialised_tokenizer, mini_corpus, one_thread, tiny_config  # noqa: F401 (one_thread: fixture)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from audio_tokenizer.quantizer import (
 )
 from audio_tokenizer.transcription import build_lm_inputs
 from omni.text.losses import token_nll
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
 
 
 def test_multiscale_mel_loss_worked_by_hand():

@@ -22,7 +22,7 @@ from audio_tokenizer.train import (
 )
 from audio_tokenizer.transcription import FrozenLM, TranscriptionAdapter
 from omni.config import from_data, save_config, to_data
-from tests.helpers.speech_data import mini_corpus, tiny_config, tiny_lm
+from tests.helpers.speech_data import mini_corpus, one_thread, tiny_config, tiny_lm  # noqa: F401 (one_thread: fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 

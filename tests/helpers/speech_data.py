@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from audio_tokenizer.conv import ConvStackConfig
@@ -16,6 +17,16 @@ from audio_tokenizer.encoder import EncoderConfig
 from audio_tokenizer.frontend import FrontendConfig
 from audio_tokenizer.model import AudioTokenizer, AudioTokenizerConfig
 from audio_tokenizer.quantizer import QuantizerConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared machine OpenMP threads waiting on each
+    other slow small ops 5-10x; tokenizer test modules import this fixture to run on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def mini_corpus(tmp_path_factory) -> Path:
