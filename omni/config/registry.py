@@ -13,6 +13,9 @@ KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
     "omni_model": "omni.model.config:OmniModelConfig",
     "generation": "omni.model.generation:GenerationConfig",
+    "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
+    "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
+    "lm": "omni.text.lm:LMTrainConfig",
 }
 
 
