@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from omni.cli import data_tokenize
 from omni.cli.common import echo_table, user_errors
 
 app = typer.Typer(help="Build, check and prepare data manifests.", no_args_is_help=True)
@@ -130,3 +131,7 @@ def bpe_cmd(
     n_tokens = sum(len(ids) for ids in tok(texts)["input_ids"])
     n_chars = sum(len(t) for t in texts)
     typer.echo(f"vocabulary {len(tok)} tokens; {len(texts)} texts, {n_chars / n_tokens:.2f} characters per token; saved to {out}")
+
+
+# commands implemented in their own modules, one line each
+app.command("tokenize")(data_tokenize.tokenize_cmd)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from omni.cli import decoder as decoder_cli
+from omni.cli import train_lm, train_tokenizer
+
 app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
 
 # Commands are registered by their modules, one line each, e.g.
 #   app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
-
-from omni.cli import decoder as decoder_cli  # noqa: E402
-
+app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
+app.command("lm")(train_lm.lm_cmd)
 app.command("flow")(decoder_cli.flow_cmd)
 app.command("vocoder")(decoder_cli.vocoder_cmd)

@@ -18,6 +18,9 @@ KINDS: dict[str, str] = {
     "speech_decoder": "decoders.speech_decoder:SpeechDecoderConfig",
     "omni_model": "omni.model.config:OmniModelConfig",
     "generation": "omni.model.generation:GenerationConfig",
+    "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
+    "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
+    "lm": "omni.text.lm:LMTrainConfig",
 }
 
 

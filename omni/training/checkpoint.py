@@ -39,6 +39,12 @@ def _fsync_tree(root: Path) -> None:
         os.close(fd)
 
 
+def run_complete(run_dir: str | os.PathLike) -> bool:
+    """True when ``run_dir``'s trainer state says the run reached its last step."""
+    state = Path(run_dir) / STATE_FILE
+    return state.is_file() and bool(json.loads(state.read_text(encoding="utf-8")).get("complete"))
+
+
 class CheckpointManager:
     """Saves and finds checkpoints of one run.
 

@@ -1,0 +1,84 @@
+"""Text-LM warm-up: padded layout, loss falls, saved model and tokenizer load with from_pretrained, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from omni.config import ConfigError, from_data
+from omni.data.manifest import ManifestRow, write_manifest
+from omni.text.lm import LMTrainConfig, collate_text, train_lm
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("lm_text")
+    sentences = [f"turn {w} the {r} lights." for w in ("on", "off") for r in ("kitchen", "bedroom", "garden")]
+    sentences += [f"what is {a} plus {b}?" for a in ("one", "two", "three") for b in ("four", "five")]
+    write_manifest(root / "train.jsonl", [ManifestRow(id=f"t{i}", task="text", text=s) for i, s in enumerate(sentences * 3)])
+    write_manifest(root / "dev.jsonl", [ManifestRow(id="d0", task="text", text="turn on the garden lights.")])
+    return root / "train.jsonl", root / "dev.jsonl"
+
+
+def config(manifests, out: Path, **loop) -> LMTrainConfig:
+    return from_data(LMTrainConfig, {
+        "train_manifests": [str(manifests[0])], "dev_manifests": [str(manifests[1])], "vocab_size": 300,
+        "bpe_min_frequency": 1, "model": {"hidden_size": 32, "layers": 1, "heads": 4, "kv_heads": 2, "intermediate_size": 64},
+        "optim": {"lr": 1e-2, "warmup_steps": 2},
+        "loop": {"output_dir": str(out), "max_steps": 30, "batch_size": 8, "log_every": 5, "save_every": 10,
+                 "eval_every": 0, "progress": False, **loop},
+    })
+
+
+def test_collate_layout_matches_the_docstring():
+    batch = collate_text([[0, 5, 6, 0], [0, 7, 0]], pad_id=0)
+    assert batch.input_ids.tolist() == [[0, 5, 6, 0], [0, 7, 0, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert batch.labels.tolist() == [[0, 5, 6, 0], [0, 7, 0, -100]]
+
+
+def test_trains_saves_and_loads_with_from_pretrained(manifests, tmp_path):
+    from omni.training.checkpoint import run_complete
+
+    assert not run_complete(tmp_path / "lm")
+    run = train_lm(config(manifests, tmp_path / "lm"))
+    assert run.result.complete and run.model_dir == tmp_path / "lm" / "model" and run_complete(tmp_path / "lm")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "lm" / "tensorboard").rglob("events*"))))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("loss")]
+    assert losses[-1] < 0.5 * losses[0]
+    assert run.result.last_metrics["eval/perplexity"] < 10.0  # vs ~300 (the vocabulary) untrained
+    model = AutoModelForCausalLM.from_pretrained(str(run.model_dir), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(run.model_dir), local_files_only=True)
+    ids = tok("turn on the", add_special_tokens=False)["input_ids"]
+    prompt = torch.tensor([[tok.eos_token_id] + ids])
+    out = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert tok.decode(out[0, prompt.shape[1]:]).strip()[:3] in {"kit", "bed", "gar"}  # a room comes next
+    # a finished run is not trained again and keeps its export
+    AcceleratorState._reset_state(reset_partial_state=True)
+    stamp = (run.model_dir / "model.safetensors").stat().st_mtime_ns
+    again = train_lm(config(manifests, tmp_path / "lm"))
+    assert again.result.complete and (again.model_dir / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_config_errors_name_the_field(manifests, tmp_path):
+    with pytest.raises(ConfigError, match="kv_heads"):
+        from_data(LMTrainConfig, {"train_manifests": ["x"], "loop": {"output_dir": "o"}, "model": {"kv_heads": 3}})
+    cfg = config(manifests, tmp_path / "x")
+    cfg.init_from = str(tmp_path / "qwen2.5-0.5b")
+    with pytest.raises(FileNotFoundError, match="tokenizer directory not found"):
+        train_lm(cfg)
