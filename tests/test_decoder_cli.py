@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from omni.cli.main import app
 from omni.data.codes import write_codes_shard
 from omni.data.manifest import CodesRef, ManifestRow, write_manifest
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "decoder"
+SIZES = [256, 128, 128, 64, 64, 64, 64, 64]  # codebooks of configs/decoder/flow_tiny.yaml (the tiny tokenizer's)
 runner = CliRunner()
 
 
@@ -29,6 +31,9 @@ def fresh_accelerate_state():
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """Six 0.6-1.1 s harmonic 'voices' at 24 kHz with random codes (T = frames / 4) cached in a shard."""
+    from omni.config import load_config
+
+    assert load_config(CONFIGS / "flow_tiny.yaml").model.codebook_sizes == SIZES
     root = tmp_path_factory.mktemp("dec_data")
     rng = np.random.default_rng(0)
     rows, codes = [], {}
@@ -40,7 +45,7 @@ def data(tmp_path_factory) -> Path:
         wav = (wav * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)) + 0.003 * rng.standard_normal(n)).astype(np.float32)
         sf.write(root / f"u{i}.wav", wav, 24000)
         key = f"u{i}"
-        codes[key] = torch.from_numpy(rng.integers(0, 256, (n // 480 // 4, 8)))
+        codes[key] = torch.from_numpy(rng.integers(0, SIZES, (n // 480 // 4, 8)))
         rows.append(ManifestRow(id=key, task="tts", text=f"utterance {i}", audio=f"u{i}.wav", speaker="flite:rms",
                                 codes=CodesRef("codes/shard-00000.safetensors", key)))
     write_codes_shard(root / "codes" / "shard-00000.safetensors", codes)

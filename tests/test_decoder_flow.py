@@ -19,6 +19,7 @@ from decoders.flow import (
 from decoders.losses import flow_matching_loss, ot_cfm_path
 from decoders.mel import MelConfig
 from omni.config import FieldError
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
 
 
 def tiny_flow_config(**kw) -> FlowDecoderConfig:

@@ -23,6 +23,7 @@ from decoders.vocoder import (
     build_generator,
 )
 from omni.config import FieldError
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
 
 
 def test_mel_matches_librosa_reference():

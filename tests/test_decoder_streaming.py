@@ -11,6 +11,7 @@ from decoders.speech_decoder import SpeechDecoder, SpeechDecoderConfig, read_cod
 from decoders.streaming import ChunkedStage, chunk_plan, crossfade, fade_in
 from decoders.vocoder import GeneratorConfig, HiFiGANVocoder, VocoderConfig
 from omni.config import FieldError
+from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
 
 
 def test_chunk_plan():
