@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from omni.cli import decoder as decoder_cli
 from omni.cli import train_lm, train_tokenizer
 
 app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
@@ -12,3 +13,5 @@ app = typer.Typer(help="Train components and model stages.", no_args_is_help=Tru
 #   app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
 app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
 app.command("lm")(train_lm.lm_cmd)
+app.command("flow")(decoder_cli.flow_cmd)
+app.command("vocoder")(decoder_cli.vocoder_cmd)
