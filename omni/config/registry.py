@@ -11,6 +11,7 @@ import importlib
 
 KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
+    "bundle": "omni.bundle:BundleConfig",
     "flow_decoder": "decoders.flow:FlowDecoderConfig",
     "flow_train": "decoders.train_flow:FlowTrainConfig",
     "vocoder": "decoders.vocoder:VocoderConfig",
