@@ -90,26 +90,48 @@ def synth_cmd(
     text/speech, text chat and preference pairs, split train/dev/test by sentence, plus a test set in
     held-out voices. Deterministic for a seed; rerunning resumes an interrupted build.
     """
-    from omni.config import load_config
     from omni.data.synth.config import CorpusConfig
     from omni.data.synth.corpus import build_corpus
 
     extra = list(overrides or [])
     extra += [f"utterances={utterances}"] if utterances is not None else []
     extra += [f"seed={seed}"] if seed is not None else []
-    if config is not None:
-        cfg = load_config(config, CorpusConfig, overrides=extra)
-    else:
-        from omni.config import from_data
-        from omni.config.yaml_io import apply_overrides
-
-        data, origins = apply_overrides({}, {}, extra)
-        cfg = from_data(CorpusConfig, data, origins, "command line")
+    cfg = _load_or_default(config, CorpusConfig, extra)
     summary = build_corpus(cfg, out, workers=workers, progress=progress, overwrite=overwrite)
     for note in summary.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     echo_table(sorted(summary.manifests.items()), ("manifest", "rows"))
     typer.echo(f"{summary.rendered} utterances, {summary.hours:.2f} h of speech in {out} ({summary.seconds:.0f} s)")
+
+
+@app.command("images")
+@user_errors
+def images_cmd(
+    out: Path = typer.Option(..., "--out", help="Directory to write the image set to (images/ and *.jsonl)."),
+    config: Path | None = typer.Option(None, "--config", help="Image-set YAML (kind: images); defaults if left out."),
+    overrides: list[str] = typer.Argument(None, help="Dotted config overrides, e.g. train_images=500 seed=2."),
+) -> None:
+    """Draw the synthetic image set (shapes, colours, counts, positions, digits) with caption and QA manifests.
+
+    Deterministic for a seed; dev/test images are independent draws; rerunning skips images on disk.
+    """
+    from omni.data.synth.image_set import ImageSetConfig, build_image_set
+
+    cfg = _load_or_default(config, ImageSetConfig, list(overrides or []))
+    summary = build_image_set(cfg, out)
+    echo_table(sorted(summary.manifests.items()), ("manifest", "rows"))
+    typer.echo(f"{summary.drawn} images drawn in {out} ({summary.seconds:.1f} s)")
+
+
+def _load_or_default(config: Path | None, cls: type, overrides: list[str]):
+    """Load ``config`` into ``cls``, or build ``cls`` from the overrides alone."""
+    from omni.config import from_data, load_config
+    from omni.config.yaml_io import apply_overrides
+
+    if config is not None:
+        return load_config(config, cls, overrides=overrides)
+    data, origins = apply_overrides({}, {}, overrides)
+    return from_data(cls, data, origins, "command line")
 
 
 @app.command("bpe")

@@ -11,6 +11,7 @@ import importlib
 
 KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
+    "images": "omni.data.synth.image_set:ImageSetConfig",
     "bundle": "omni.bundle:BundleConfig",
     "flow_decoder": "decoders.flow:FlowDecoderConfig",
     "flow_train": "decoders.train_flow:FlowTrainConfig",

@@ -1,0 +1,135 @@
+"""The synthetic image set (``kind: images``): drawn scenes with captions and QA manifests.
+
+``build_image_set(cfg, out_dir)`` writes::
+
+    out_dir/
+      images.json                    config and counts (what was built)
+      images/{split}/{i:05d}.png     one drawn scene per file
+      image_caption_{split}.jsonl    image -> caption
+      image_qa_{split}.jsonl         image + question -> answer, meta.answer_key / meta.question_kind
+
+Splits are drawn from independent random streams, so dev/test images are
+new draws, never copies of training images. Deterministic for a seed;
+rerunning skips images already on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omni.config import check, option, to_data
+from omni.data.manifest import ManifestRow, Turn, write_manifest
+from omni.data.synth.scenes import (
+    COLORS,
+    SHAPES,
+    ScenePalette,
+    caption,
+    draw_scene,
+    questions,
+    sample_scene,
+)
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class ImageSetConfig:
+    """What ``omni data images`` draws."""
+
+    seed: int = option(0, help="Seed for every random choice; the same seed gives the same images and manifests.")
+    train_images: int = option(3000, help="Images in the training split.")
+    dev_images: int = option(100, help="Images in the dev split.")
+    test_images: int = option(200, help="Images in the test split (held-out draws).")
+    size: int = option(112, help="Image side in pixels (square; a multiple of 28 keeps Qwen2-VL patches exact).")
+    questions_per_image: int = option(
+        2, help="QA rows per training image (distinct questions drawn from those the scene answers); dev/test "
+        "images get every question.")
+    colors: list[str] = option(default_factory=lambda: list(COLORS), help=f"Colours used, from {sorted(COLORS)}.")
+    shapes: list[str] = option(default_factory=lambda: list(SHAPES), help=f"Shapes used, from {list(SHAPES)}.")
+    max_count: int = option(4, help="Most shapes in one scene (count questions range over 1..max_count).")
+    digit_fraction: float = option(0.25, help="Share of scenes showing a digit instead of shapes.")
+
+    def __post_init__(self) -> None:
+        for name in ("train_images", "dev_images", "test_images"):
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(56 <= self.size <= 1024 and self.size % 28 == 0, "size", f"must be a multiple of 28 in 56..1024, "
+              f"got {self.size}")
+        check(self.questions_per_image >= 1, "questions_per_image", "must be >= 1")
+        bad = [c for c in self.colors if c not in COLORS]
+        check(not bad and len(self.colors) >= 2, "colors", f"need >= 2 of {sorted(COLORS)}; unknown: {bad}")
+        bad = [s for s in self.shapes if s not in SHAPES]
+        check(not bad and len(self.shapes) >= 1, "shapes", f"need >= 1 of {list(SHAPES)}; unknown: {bad}")
+        check(1 <= self.max_count <= 6, "max_count", "must be in 1..6")
+        check(0.0 <= self.digit_fraction <= 1.0, "digit_fraction", "must be in [0, 1]")
+
+    def palette(self) -> ScenePalette:
+        return ScenePalette(tuple(self.colors), tuple(self.shapes), self.max_count, self.digit_fraction)
+
+    def count(self, split: str) -> int:
+        return getattr(self, f"{split}_images")
+
+
+@dataclass
+class ImageSetSummary:
+    """What :func:`build_image_set` produced."""
+
+    out_dir: Path
+    manifests: dict[str, int]
+    drawn: int
+    seconds: float
+
+
+def _atomic_png(image, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSetSummary:
+    """Draw every split's images and write the caption and QA manifests."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    marker = out / "images.json"
+    if marker.exists():
+        old = json.loads(marker.read_text(encoding="utf-8")).get("config")
+        if old is not None and old != to_data(cfg):
+            raise ValueError(f"{marker}: {out} holds an image set built with a different config; "
+                             "choose another --out or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"config": to_data(cfg), "complete": False}, indent=2) + "\n", encoding="utf-8")
+    palette, manifests, drawn = cfg.palette(), {}, 0
+    for s, split in enumerate(SPLITS):
+        rng = random.Random(f"{cfg.seed}:{split}:{s}")
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        captions: list[ManifestRow] = []
+        qa_rows: list[ManifestRow] = []
+        for i in range(cfg.count(split)):
+            scene = sample_scene(rng, palette)
+            rel = f"images/{split}/{i:05d}.png"
+            if not (out / rel).exists():
+                _atomic_png(draw_scene(scene, cfg.size), out / rel)
+                drawn += 1
+            meta = {"scene": scene.kind, "color": scene.color, "shape": scene.shape, "count": scene.count,
+                    "position": scene.position, "digit": scene.digit}
+            captions.append(ManifestRow(id=f"imgcap-{split}-{i:05d}", task="image_caption", image=rel,
+                                        text=caption(scene), language="en", meta=meta))
+            qas = questions(scene)
+            if split == "train":
+                qas = rng.sample(qas, min(cfg.questions_per_image, len(qas)))
+            for k, qa in enumerate(qas):
+                qa_rows.append(ManifestRow(
+                    id=f"imgqa-{split}-{i:05d}-{k}", task="image_qa", image=rel, language="en",
+                    conversation=[Turn("user", qa.question), Turn("assistant", qa.answer)],
+                    meta={"answer_key": qa.answer_key, "question_kind": qa.kind, **meta}))
+        for name, rows in ((f"image_caption_{split}", captions), (f"image_qa_{split}", qa_rows)):
+            write_manifest(out / f"{name}.jsonl", rows)
+            manifests[name] = len(rows)
+    seconds = time.perf_counter() - start
+    marker.write_text(json.dumps({"config": to_data(cfg), "complete": True, "manifests": manifests},
+                                 indent=2) + "\n", encoding="utf-8")
+    return ImageSetSummary(out, manifests, drawn, seconds)
