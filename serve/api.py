@@ -296,8 +296,11 @@ def build_api(engine: SpeechChat) -> FastAPI:
         speech = "audio" in req.modalities
         voice = req.audio.voice if req.audio else None
         fmt = req.audio.format if req.audio else "wav"
-        if speech and not req.stream:
+        if speech:
             check_format("pcm" if fmt == "pcm16" else fmt, "audio.format")
+            if req.stream and fmt not in ("wav", "pcm16"):
+                raise InputError(f"audio.format {fmt!r} cannot be streamed; use pcm16 or wav", param="audio.format",
+                                 code="unsupported_format")
         max_tokens = req.max_completion_tokens or req.max_tokens or cfg.default_max_tokens
         if max_tokens > cfg.max_tokens:
             raise InputError(f"max_tokens must be <= {cfg.max_tokens}, got {max_tokens}", param="max_tokens")
@@ -319,6 +322,9 @@ def build_api(engine: SpeechChat) -> FastAPI:
 
             def stream() -> Iterator[bytes]:
                 yield chunk({"role": "assistant", "content": None if speech else ""})
+                if speech and fmt == "wav":  # a WAV of unknown length: header first, then PCM deltas
+                    yield chunk({"audio": {"id": audio_id, "data": base64.b64encode(wav_header(engine.sample_rate))
+                                           .decode()}})
                 try:
                     for ev in _chain(first, events):
                         if isinstance(ev, TextDelta):

@@ -148,7 +148,8 @@ def build_ui(engine: SpeechChat, out_dir: str | Path | None = None) -> gr.Blocks
 
         inputs = [audio_in, text_in, image_in, voice, mode, system, temperature, top_p, max_tokens, state]
         outputs = [chatbot, reply_audio, latency, state, audio_in, text_in]
-        kw = dict(concurrency_limit=cfg.concurrency, concurrency_id="chat")
+        # progress and errors show on the latency readout (not as overlays that hide the conversation)
+        kw = dict(concurrency_limit=cfg.concurrency, concurrency_id="chat", show_progress_on=[latency])
         on_send = send.click(respond, inputs, outputs, api_name="chat", **kw)
         on_submit = text_in.submit(respond, inputs, outputs, api_name=False, **kw)
         stop.click(None, None, None, cancels=[on_send, on_submit], api_name=False)

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from omni.audio.io import AudioError, AudioLimits, check_waveform, load_audio
-from omni.model import AudioFrame, AudioSegmentEnd, Finished, GenerationConfig, Message, TextPiece
 from omni.model import Audio as AudioPart
+from omni.model import AudioFrame, AudioSegmentEnd, Finished, GenerationConfig, Message, TextPiece
 from omni.model import Image as ImagePart
 from omni.model import Text as TextPart
 from serve.audio_stream import FrameDecoder, SpeechChunk
