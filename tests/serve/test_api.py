@@ -8,13 +8,12 @@ import threading
 
 import httpx
 import numpy as np
-import openai
 import pytest
 import soundfile as sf
 
 from tests.serve.conftest import check_audio, speech_like
 
-openai_mod = pytest.importorskip("openai", reason="the openai client is a dev dependency (make setup installs it)")
+openai = pytest.importorskip("openai", reason="the openai client is a dev dependency (make setup installs it)")
 
 
 @pytest.fixture(scope="module")
