@@ -148,6 +148,25 @@ class ChatSession:
         self.history.clear()
 
 
+@dataclass
+class ReplyPlan:
+    """Everything one reply is generated from (see :meth:`SpeechChat.plan`).
+
+    Attributes:
+        prompt: the encoded conversation (``OmniExample``), ending with the modality switch when speech comes first.
+        gen: generation settings (length, sampling, whether speech is allowed).
+        policy: the :class:`SpeechSwitch` logits processor (counts LLM steps; ``cancel`` stops it).
+        speech: the reply may speak.
+        cancel: set it to stop the generation at its next step.
+    """
+
+    prompt: object
+    gen: GenerationConfig
+    policy: SpeechSwitch
+    speech: bool
+    cancel: threading.Event
+
+
 class SpeechChat:
     """The engine: a loaded bundle, the serving config, and the reply loop (see the module docstring)."""
 
@@ -291,18 +310,35 @@ class SpeechChat:
             EngineBusy: no free slot within ``queue_timeout_s``.
         """
         t0 = time.perf_counter() if t0 is None else t0
-        self.check_settings(settings)
-        speech = settings.reply_mode == "speech" or speech_first
-        prompt = self._prompt(messages, speech_first)
-        metrics = LatencyMetrics(prompt_tokens=len(prompt))
+        plan = self.plan(messages, settings, speech_first=speech_first)
+        metrics = LatencyMetrics(prompt_tokens=len(plan.prompt))
         self._acquire()
         metrics.queue_s = time.perf_counter() - t0
         try:
-            runner = _ReplyRun(self, prompt, settings, speech, speech_first, metrics, t0)
+            runner = _ReplyRun(self, plan, settings, metrics, t0)
         except BaseException:
             self._release()
             raise
         yield from runner.events()
+
+    def plan(self, messages: list[Message], settings: ChatSettings, *, speech_first: bool = False) -> ReplyPlan:
+        """The prompt, generation settings and speech policy of a reply, without running it.
+
+        :meth:`reply` runs a plan with the LLM and speech decoder threads; a caller that wants the
+        same tokens without streaming (a benchmark's serial baseline, batch evaluation) passes
+        ``plan.prompt, plan.gen, logits_processor=plan.policy`` to ``model.generate``.
+        """
+        self.check_settings(settings)
+        speech = settings.reply_mode == "speech" or speech_first
+        prompt = self._prompt(messages, speech_first)
+        gen = GenerationConfig(max_new_tokens=settings.max_tokens, max_audio_frames=self.cfg.max_audio_frames,
+                               min_audio_frames=self.cfg.min_audio_frames if speech else 0,
+                               text=settings.text, audio=settings.audio, allow_audio=speech, seed=settings.seed)
+        cancel = threading.Event()
+        policy = SpeechSwitch(self.model.token_ids, self._sentence_end, self.cfg.speech_switch if speech else "model",
+                              self.cfg.first_segment_tokens, self.cfg.segment_tokens, len(prompt),
+                              int(prompt.input_ids[-1]), cancel)
+        return ReplyPlan(prompt, gen, policy, speech, cancel)
 
     def respond(self, messages: list[Message], settings: ChatSettings, **kw) -> Reply:
         """:meth:`reply`, collected."""
@@ -382,25 +418,16 @@ class SpeechChat:
 class _ReplyRun:
     """One reply: the LLM thread, the decoder thread, and the merged event stream the caller iterates."""
 
-    def __init__(self, chat: SpeechChat, prompt, settings: ChatSettings, speech: bool, speech_first: bool,
-                 metrics: LatencyMetrics, t0: float):
-        self.chat, self.prompt, self.settings, self.metrics, self.t0 = chat, prompt, settings, metrics, t0
-        cfg = chat.cfg
-        self.speech = speech
-        self.gen = GenerationConfig(max_new_tokens=settings.max_tokens, max_audio_frames=cfg.max_audio_frames,
-                                    min_audio_frames=cfg.min_audio_frames if speech else 0,
-                                    text=settings.text, audio=settings.audio, allow_audio=speech, seed=settings.seed)
-        self.cancel = threading.Event()
-        ids = chat.model.token_ids
-        self.policy = SpeechSwitch(ids, chat._sentence_end, cfg.speech_switch if speech else "model",
-                                   cfg.first_segment_tokens, cfg.segment_tokens, len(prompt),
-                                   int(prompt.input_ids[-1]), self.cancel)
+    def __init__(self, chat: SpeechChat, plan: ReplyPlan, settings: ChatSettings, metrics: LatencyMetrics, t0: float):
+        self.chat, self.metrics, self.t0 = chat, metrics, t0
+        self.prompt, self.gen, self.policy, self.speech, self.cancel = (plan.prompt, plan.gen, plan.policy,
+                                                                        plan.speech, plan.cancel)
         self.out: queue.Queue = queue.Queue()
         self.decoder: FrameDecoder | None = None
-        if speech:
+        if plan.speech:
             self.decoder = FrameDecoder(chat.decoder, chat.voices.resolve(settings.voice),
                                         on_chunk=lambda c: self.out.put(("audio", c)),
-                                        on_error=lambda e: self.out.put(("error", e)), stream=cfg.stream_audio)
+                                        on_error=lambda e: self.out.put(("error", e)), stream=chat.cfg.stream_audio)
         self.thread = threading.Thread(target=self._llm, name="omni-llm", daemon=True)
         self.thread.start()
 

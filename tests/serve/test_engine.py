@@ -81,6 +81,20 @@ def test_streamed_audio_equals_whole_segment_synthesis(bundle, engine):
     np.testing.assert_allclose(a.audio, direct, atol=1e-4)
 
 
+def test_plan_run_serially_gives_the_streamed_reply(engine):
+    """model.generate on the engine's plan (no threads) makes the same tokens and speech as the streamed reply."""
+    settings = engine.settings()
+    messages = engine.with_system(settings, [engine.user_message(_turn(6, "hello"))])
+    streamed = engine.respond(messages, settings)
+    plan = engine.plan(messages, settings)
+    with torch.inference_mode():
+        out = engine.model.generate(plan.prompt, plan.gen, logits_processor=plan.policy)
+    assert out.text[0] == streamed.text and out.finish_reason[0] == streamed.finish_reason
+    assert [s.shape for s in out.segments[0]] == [s.shape for s in streamed.segments]
+    assert all(torch.equal(a, b) for a, b in zip(out.segments[0], streamed.segments))
+    assert plan.policy.calls == streamed.metrics.llm_steps
+
+
 def test_text_mode_and_speech_first(engine):
     text_only = engine.respond([engine.user_message(_turn(1))], engine.settings(reply_mode="text"))
     assert text_only.text and text_only.audio.size == 0 and not text_only.segments
