@@ -22,6 +22,7 @@ import base64
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -121,18 +122,21 @@ class AudioCache:
     def __init__(self, size: int, ttl_s: float = 3600.0):
         self.size, self.ttl = size, ttl_s
         self._items: OrderedDict[str, tuple[float, Message]] = OrderedDict()
+        self._lock = threading.Lock()  # replies finish in worker threads
 
     def put(self, message: Message, key: str | None = None) -> tuple[str, int]:
         key = key or "audio_" + uuid.uuid4().hex
         expires = time.time() + self.ttl
         if self.size:
-            self._items[key] = (expires, message)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            with self._lock:
+                self._items[key] = (expires, message)
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
         return key, int(expires)
 
     def get(self, key: str) -> Message | None:
-        item = self._items.get(key)
+        with self._lock:
+            item = self._items.get(key)
         if item is None or item[0] < time.time():
             return None
         return item[1]

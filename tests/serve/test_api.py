@@ -63,6 +63,10 @@ def test_speech_streamed_wav_and_pcm(client):
     samples_flac, sr_flac = _wav(flac.content)
     assert sr_flac == 24000 and len(samples_flac) == len(samples)  # same input, same voice: same length
     np.testing.assert_allclose(samples_flac, samples, atol=2e-4)
+    mp3 = client.audio.speech.create(model="omni", voice="flite:rms", input="Hello there.", response_format="mp3")
+    assert mp3.content[:3] == b"ID3" or mp3.content[0] == 0xFF  # an MP3 stream (ffmpeg)
+    samples_mp3, sr_mp3 = _wav(mp3.content)
+    assert sr_mp3 == 24000 and abs(len(samples_mp3) - len(samples)) < 0.1 * 24000 and np.isfinite(samples_mp3).all()
 
 
 def test_chat_with_audio_in_and_out(client):
