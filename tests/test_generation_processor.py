@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import torch
-from transformers.generation.logits_process import LogitsProcessorList, SuppressTokensLogitsProcessor
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    SuppressTokensLogitsProcessor,
+)
 
 from omni.model import AudioFrame, Message, TextPiece
 from omni.model.tiny import tiny_model

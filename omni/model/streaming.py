@@ -24,7 +24,13 @@ import torch
 from transformers import TextStreamer
 
 from omni.model.batch import OmniBatch, OmniExample
-from omni.model.generation import GenerationConfig, LogitsProcessor, _config, decode_steps, prompt_batch
+from omni.model.generation import (
+    GenerationConfig,
+    LogitsProcessor,
+    _config,
+    decode_steps,
+    prompt_batch,
+)
 
 if TYPE_CHECKING:
     from omni.model.model import OmniModel
