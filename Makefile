@@ -40,6 +40,15 @@ setup:
 			echo "note: flite not found (install it with 'apt-get install flite' for its voices)"; \
 		fi; \
 	fi
+	@# Debian chromium for the serving browser test (tests/serve/test_browser.py; skipped without it).
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+			&& echo "installed chromium" || echo "note: could not install chromium; the browser test will be skipped"; \
+		else \
+			echo "note: chromium not found (apt-get install chromium); the browser test will be skipped"; \
+		fi; \
+	fi
 	@ln -sf "$$($(BIN)/python -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(BIN)/ffmpeg
 	@# 4. the install must not have replaced torch.
 	@$(BIN)/python -c "import torch; v = torch.__version__; assert v.split('+')[0] == '$(TORCH_VERSION)', f'torch was replaced: {v}'; print('torch', v)"

@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
     "lm": "omni.text.lm:LMTrainConfig",
+    "serve": "serve.config:ServeConfig",
 }
 
 

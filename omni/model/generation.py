@@ -24,7 +24,7 @@ would alone. The loop syncs with the host once per step (one small tensor:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,8 +140,20 @@ def _audio_state(model: OmniModel, ids: torch.Tensor, mask: torch.Tensor) -> tup
     return in_audio, torch.where(in_audio, after.sum(-1), 0)
 
 
-def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig) -> Iterator[DecodeStep]:
-    """The decoding loop (a generator of :class:`DecodeStep`); ``batch`` from :func:`prompt_batch`."""
+#: ``processor(input_ids (B, T_prompt + s), logits (B, V)) -> logits (B, V)``, as ``transformers``' ``LogitsProcessor``.
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
+                 logits_processor: LogitsProcessor | None = None) -> Iterator[DecodeStep]:
+    """The decoding loop (a generator of :class:`DecodeStep`); ``batch`` from :func:`prompt_batch`.
+
+    ``logits_processor`` (a ``transformers`` ``LogitsProcessor`` or ``LogitsProcessorList`` works) sees the
+    sequence so far (prompt + generated tokens, ``<|audio|>`` for frames) and the text head's raw logits
+    before each step's choice, in text and in audio mode (where only ``<|audio|>`` / ``<|audio_end|>`` are
+    then allowed); callers use it to steer generation (e.g. force a modality switch). Raw logits are what
+    ``return_logits`` keeps.
+    """
     t = model.token_ids
     dev = model.device
     b = batch.input_ids.shape[0]
@@ -181,7 +193,11 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig) -
     hidden, logits = _llm(model, embeds, mask, positions, cache)
 
     sizes = torch.tensor(model.cfg.codebook_sizes, device=dev)
+    sequence = batch.input_ids  # (B, T + s), for the logits processor
     for step in range(config.max_new_tokens):
+        raw_logits = logits
+        if logits_processor is not None:
+            logits = logits_processor(sequence, logits)
         # ---- text head: next token, per mode
         text_logits = text_sampler.penalize(logits, history, pad_len).masked_fill(text_mask, float("-inf"))
         text_choice = text_sampler(text_logits)  # (B,)
@@ -205,7 +221,7 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig) -
         else:
             codes = torch.zeros(b, k, dtype=torch.long, device=dev)
         yield DecodeStep(tokens=token, codes=codes, is_frame=is_frame, active=active,
-                         logits=logits if config.return_logits else None)
+                         logits=raw_logits if config.return_logits else None)
 
         # ---- state
         if audio_sampler.penalizes:
@@ -217,6 +233,8 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig) -
         finished = done
         if text_sampler.penalizes:
             history = torch.cat([history, token.unsqueeze(-1)], dim=1)
+        if logits_processor is not None:
+            sequence = torch.cat([sequence, token.unsqueeze(-1)], dim=1)
         if all_done or step + 1 == config.max_new_tokens:
             return
 
@@ -263,7 +281,8 @@ def _config(config: GenerationConfig | None, overrides: dict[str, Any]) -> Gener
 
 @torch.no_grad()
 def generate(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniExample],
-             config: GenerationConfig | None = None, **overrides: Any) -> GenerationOutput:
+             config: GenerationConfig | None = None, logits_processor: LogitsProcessor | None = None,
+             **overrides: Any) -> GenerationOutput:
     """Generate text and speech for a batch of prompts.
 
     Args:
@@ -271,6 +290,7 @@ def generate(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniE
         prompts: one example, a list (collated with left padding) or a left-padded batch; typically from
             ``model.encode(messages, add_generation_prompt=True)``.
         config: limits and sampling; keyword overrides replace its fields (``max_new_tokens=64``).
+        logits_processor: optional steering hook (see :func:`decode_steps`).
 
     Returns:
         :class:`GenerationOutput`.
@@ -278,7 +298,7 @@ def generate(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniE
     config = _config(config, overrides)
     batch = prompt_batch(model, prompts)
     tokens, codes, frames_mask, logits = [], [], [], []
-    for step in decode_steps(model, batch, config):
+    for step in decode_steps(model, batch, config, logits_processor):
         tokens.append(step.tokens)
         codes.append(step.codes)
         frames_mask.append(step.is_frame)

@@ -24,7 +24,13 @@ import torch
 from transformers import TextStreamer
 
 from omni.model.batch import OmniBatch, OmniExample
-from omni.model.generation import GenerationConfig, _config, decode_steps, prompt_batch
+from omni.model.generation import (
+    GenerationConfig,
+    LogitsProcessor,
+    _config,
+    decode_steps,
+    prompt_batch,
+)
 
 if TYPE_CHECKING:
     from omni.model.model import OmniModel
@@ -84,13 +90,15 @@ class _Pieces(TextStreamer):
 
 @torch.no_grad()
 def stream(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniExample],
-           config: GenerationConfig | None = None, **overrides: Any) -> Iterator[StreamEvent]:
+           config: GenerationConfig | None = None, logits_processor: LogitsProcessor | None = None,
+           **overrides: Any) -> Iterator[StreamEvent]:
     """Generate like :func:`~omni.model.generation.generate`, yielding events as they are produced.
 
     Args:
         model: the omni model (eval mode).
         prompts: one example, a list of examples, or a left-padded batch (events carry the row).
         config: as for ``generate``; keyword overrides replace its fields.
+        logits_processor: optional steering hook (see :func:`~omni.model.generation.decode_steps`).
     """
     config = _config(config, overrides)
     batch = prompt_batch(model, prompts)
@@ -107,7 +115,7 @@ def stream(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniExa
         for piece in text[row].take():
             yield TextPiece(row, piece)
 
-    for step in decode_steps(model, batch, config):
+    for step in decode_steps(model, batch, config, logits_processor):
         tokens, frames, active = step.tokens.tolist(), step.is_frame.tolist(), step.active.tolist()
         codes = step.codes.cpu() if any(frames) else None
         for row in range(rows):
