@@ -16,6 +16,8 @@ KINDS: dict[str, str] = {
     "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
     "lm": "omni.text.lm:LMTrainConfig",
+    "stage": "omni.training.stage:StageConfig",
+    "recipe": "omni.training.pipeline:RecipeConfig",
 }
 
 
