@@ -59,7 +59,7 @@ def write_recipe(data: Path, tmp: Path) -> Path:
 def test_pipeline_chains_stages_across_processes_and_skips_finished_ones(data, tmp_path):
     recipe = write_recipe(data, tmp_path)
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29900 + os.getpid() % 1000),
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--standalone",
            str(Path(sys.executable).parent / "omni"), "train", "pipeline", str(recipe)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)

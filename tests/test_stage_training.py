@@ -46,9 +46,8 @@ def test_two_processes_match_one_process(data, tmp_path):
                                                    "optim.warmup_steps": 1})
     helper = ROOT / "tests" / "helpers" / "stage_training.py"
     torchrun = Path(sys.executable).parent / "torchrun"
-    port = str(29800 + os.getpid() % 1000)
     runs = {"one": [sys.executable, str(helper)],
-            "two": [str(torchrun), "--nproc_per_node", "2", "--master_port", port, str(helper)]}
+            "two": [str(torchrun), "--nproc_per_node", "2", "--standalone", str(helper)]}
     for name, cmd in runs.items():
         proc = subprocess.run([*cmd, str(STAGE), str(tmp_path / name), *overrides], env=ENV, capture_output=True,
                               text=True, timeout=300)

@@ -45,7 +45,8 @@ class DataConfig:
     max_seq_len: int = option(4096, help="Longest sequence in tokens (audio frames and image tokens included); "
                                          "longer examples are left out; the row length when packing.")
     packing: bool = option(True, help="Pack several examples into each row of max_seq_len tokens (no cross-example "
-                                      "attention); false: one example per row, padded.")
+                                      "attention; loop.batch_size then counts rows); false: one example per row, "
+                                      "padded.")
     bucket_seconds: float = option(5.0, help="Without packing: group examples into duration buckets this wide so a "
                                              "step's rows have similar lengths (0 disables).")
     max_seconds: float = option(30.0, help="Upper edge of the duration buckets (longer examples join the last one).")

@@ -105,6 +105,14 @@ def load_stage_config(entry: RecipeStage, recipe: RecipeConfig, prev: StageOutco
     return kind, cfg
 
 
+def _barrier() -> None:
+    """Wait for every process of the (kept) process group; a no-op in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 def run_pipeline(recipe: RecipeConfig, start: str | None = None, log: Any = print) -> list[StageOutcome]:
     """Run the recipe's stages in order (skipping finished ones); stops after a stage that did not finish.
 
@@ -147,6 +155,9 @@ def run_pipeline(recipe: RecipeConfig, start: str | None = None, log: Any = prin
             else:
                 run = train_lm(cfg)
                 result, output = run.result, run.model_dir
+            # the main process may still be writing the stage's output (train_lm exports without a barrier):
+            # nobody starts the next stage, which reads it, before it is on disk
+            _barrier()
         del run
         AcceleratorState._reset_state()  # the next stage builds its own Accelerator (same process group)
         GradientState._reset_state()

@@ -293,16 +293,13 @@ def train_stage(cfg: StageConfig) -> StageRun:
     if cfg.gradient_checkpointing:
         model.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     setup = apply_trainable(model, cfg.trainable, cfg.param_groups, cfg.optim, verbose=state.is_main_process)
-    if cfg.loss.audio_level_weights is not None and len(cfg.loss.audio_level_weights) != model.cfg.num_codebooks:
-        raise ValueError(f"loss.audio_level_weights: the model has {model.cfg.num_codebooks} codebooks, got "
-                         f"{len(cfg.loss.audio_level_weights)} weights")
     data = build_stage_data(cfg.data, model, cfg.loop.seed, cfg.loop.batch_size, state.process_index,
                             state.num_processes)
     _report(data, state, run_dir)
-    optimizer = build_optimizer(setup.param_groups, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, cfg.loop.max_steps)
     task = StageTask(model.cfg.num_codebooks, cfg.loss.audio_weight, cfg.loss.audio_level_weights, data.health,
                      run_dir / "data_log" if cfg.data.log_examples else None, state.process_index)
+    optimizer = build_optimizer(setup.param_groups, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.loop.max_steps)
     evaluate = None
     if data.dev is not None:
         evaluate = partial(evaluate_stage, dev=data.dev, batch_size=cfg.data.eval_batch_size,

@@ -7,7 +7,7 @@ The loss units are target tokens + target frames, so the shared loop's normalisa
 over units, exact across processes and accumulation steps.
 
 TensorBoard (through :class:`~omni.training.trainer.StepOutput`): ``loss`` (per unit), ``loss/text``
-(per target token), ``loss/audio`` (per target frame), ``loss/audio_level_k``, ``loss/task/<task>``
+(per target token), ``loss/audio`` (per target frame), ``loss/audio/level_k``, ``loss/task/<task>``
 (per unit of that task), ``padding_fraction`` (padding positions / all positions), ``tokens_per_s``
 (real tokens a second, all processes), ``lr/main/<group>``; on dev sources ``eval/...`` alike plus
 ``eval/text_accuracy`` and ``eval/audio_accuracy``.
@@ -100,8 +100,8 @@ def _scalars(loss: StageLoss, prefix: str = "") -> tuple[dict[str, float], dict[
     sums = {f"{prefix}loss/text": float(loss.text), f"{prefix}loss/audio": float(loss.audio)}
     dens = {f"{prefix}loss/text": loss.num_tokens, f"{prefix}loss/audio": loss.num_frames}
     for k, v in enumerate(loss.audio_levels.tolist()):
-        sums[f"{prefix}loss/audio_level_{k}"] = v
-        dens[f"{prefix}loss/audio_level_{k}"] = loss.num_frames
+        sums[f"{prefix}loss/audio/level_{k}"] = v
+        dens[f"{prefix}loss/audio/level_{k}"] = loss.num_frames
     for t, name in enumerate(TASK_NAMES):
         sums[f"{prefix}loss/task/{name}"] = float(loss.task_loss[t])
         dens[f"{prefix}loss/task/{name}"] = float(loss.task_units[t])
@@ -112,7 +112,7 @@ class StageTask:
     """:class:`~omni.training.trainer.TrainTask` of a stage: one phase, units = target tokens + target frames.
 
     Args:
-        num_codebooks: K (the per-level keys are the same on every process).
+        num_codebooks: K, the model's codebooks (``level_weights`` must have K entries).
         audio_weight / level_weights: see :func:`stage_loss`.
         health: counts examples that failed to load (raises when too many).
         log_dir: when set, every micro-batch's step and example ids are appended to ``rank-N.jsonl`` there.
@@ -123,6 +123,9 @@ class StageTask:
 
     def __init__(self, num_codebooks: int, audio_weight: float = 1.0, level_weights: list[float] | None = None,
                  health: DataHealth | None = None, log_dir: Path | None = None, rank: int = 0):
+        if level_weights is not None and len(level_weights) != num_codebooks:
+            raise ValueError(f"loss.audio_level_weights: the model has {num_codebooks} codebooks, got "
+                             f"{len(level_weights)} weights")
         self.k, self.audio_weight, self.level_weights = num_codebooks, audio_weight, level_weights
         self.health, self.log_dir, self.rank = health, log_dir, rank
 
@@ -183,7 +186,7 @@ def evaluate_stage(model: nn.Module, ctx: TrainContext, dev: StageDataset, batch
         extra += torch.tensor([loss.text_correct, loss.num_tokens, loss.audio_correct,
                                loss.num_frames * model.cfg.num_codebooks], dtype=torch.float64)
     names = ["loss", "loss/text", "loss/audio"] + [f"loss/task/{t}" for t in TASK_NAMES] + \
-        [f"loss/audio_level_{k}" for k in range(model.cfg.num_codebooks)]
+        [f"loss/audio/level_{k}" for k in range(model.cfg.num_codebooks)]
     values = torch.tensor([sums.get(n, 0.0) for n in names] + [dens.get(n, 0.0) for n in names], dtype=torch.float64)
     totals = acc.reduce(torch.cat([values, extra]).to(acc.device), reduction="sum").cpu()
     n = len(names)

@@ -317,7 +317,7 @@ class Trainer:
                     for i, group in enumerate(opt.param_groups):
                         metrics[f"lr/{phase}/{group.get('name', i)}"] = group["lr"]
                 self.acc.log(metrics, step=step)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss")})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss") and k.count("/") < 2})
                 window.clear()
                 done.clear()
                 t0, units_done = time.perf_counter(), 0.0
