@@ -3,7 +3,8 @@
 Builds a manifest of mixed lengths in a temporary directory (text documents of 10-500 words and ASR rows
 with 1-30 s of cached audio codes, so examples run from ~20 to ~900 tokens), then trains the same
 model for the same number of steps through the real stage data path (index, plan, data set, collator)
-in three modes, back to back in one process:
+in three modes in one process, one step of each mode in turn (so load changes on a shared machine hit
+them alike):
 
 * ``padded``: one example per row, rows padded to the longest of the step (random order);
 * ``buckets``: the same, with examples grouped into 5 s duration buckets;
@@ -75,8 +76,9 @@ def build_model(size: str, texts: list[str], device: str):
     return model.to(device).train()
 
 
-def run_mode(model, data_cfg, steps: int, warmup: int, rows: int, device: str, dtype: torch.dtype | None):
-    """Train ``warmup + steps`` steps of ``rows`` rows; returns (real tokens, positions, seconds) of the timed steps."""
+def mode_steps(model, data_cfg, steps: int, warmup: int, rows: int, device: str, dtype: torch.dtype | None):
+    """A generator training one step per ``next()`` (``warmup + steps`` steps of ``rows`` rows); yields
+    (real tokens, positions, seconds) of each step, ``None`` for the untimed warm-up steps."""
     from omni.data.dataset import build_stage_data
     from omni.training.stage_task import stage_loss
     from omni.training.trainer import to_device
@@ -84,8 +86,6 @@ def run_mode(model, data_cfg, steps: int, warmup: int, rows: int, device: str, d
     sd = build_stage_data(data_cfg, model, seed=0, batch_size=rows, rank=0, world=1)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     batches = iter(sd.plan.micro_batches(0, warmup + steps, 0, 1, 1))
-    tokens = positions = 0
-    seconds = 0.0
     for step in range(warmup + steps):
         keys = next(batches)
         batch = to_device(sd.collate([sd.dataset[k] for k in keys]), torch.device(device))
@@ -100,11 +100,20 @@ def run_mode(model, data_cfg, steps: int, warmup: int, rows: int, device: str, d
         opt.zero_grad(set_to_none=True)
         if device == "cuda":
             torch.cuda.synchronize()
-        if step >= warmup:
-            seconds += time.perf_counter() - t0
-            tokens += batch.num_tokens
-            positions += batch.num_positions
-    return tokens, positions, seconds
+        yield (batch.num_tokens, batch.num_positions, time.perf_counter() - t0) if step >= warmup else None
+
+
+def run_interleaved(model, modes: dict, steps: int, warmup: int, device: str, dtype: torch.dtype | None):
+    """Step the modes round-robin (one step of each in turn), so a change of machine load hits them alike;
+    returns mode -> (real tokens, positions, seconds) summed over the timed steps."""
+    gens = {name: mode_steps(model, cfg, steps, warmup, rows, device, dtype) for name, (cfg, rows) in modes.items()}
+    totals = {name: [0, 0, 0.0] for name in modes}
+    for _ in range(warmup + steps):
+        for name, gen in gens.items():
+            got = next(gen)
+            if got is not None:
+                totals[name] = [a + b for a, b in zip(totals[name], got)]
+    return {name: tuple(v) for name, v in totals.items()}
 
 
 def main() -> None:
@@ -144,10 +153,9 @@ def main() -> None:
         }
         n_params = sum(p.numel() for p in model.parameters())
         print(f"device {args.device}, model {args.size} ({n_params / 1e6:.1f} M parameters), "
-              f"{args.steps} timed steps per mode after {args.warmup} warm-up steps, max_seq_len {args.max_seq_len}")
-        results = {}
-        for name, (cfg, rows) in modes.items():
-            results[name] = run_mode(model, cfg, args.steps, args.warmup, rows, args.device, dtype)
+              f"{args.steps} timed steps per mode after {args.warmup} warm-up steps (modes stepped in turn), "
+              f"max_seq_len {args.max_seq_len}")
+        results = run_interleaved(model, modes, args.steps, args.warmup, args.device, dtype)
     base = results["padded"][0] / results["padded"][2]
     print(f"\n{'mode':<9}{'rows/step':>10}{'tokens':>10}{'positions':>11}{'non-pad':>9}{'seconds':>9}"
           f"{'tokens/s':>10}{'vs padded':>10}")
