@@ -24,6 +24,8 @@ KINDS: dict[str, str] = {
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
     "lm": "omni.text.lm:LMTrainConfig",
     "serve": "serve.config:ServeConfig",
+    "stage": "omni.training.stage:StageConfig",
+    "recipe": "omni.training.pipeline:RecipeConfig",
 }
 
 

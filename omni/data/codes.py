@@ -85,3 +85,15 @@ class CodesReader:
         if ref.key not in handle.keys():
             raise KeyError(f"{path}: no codes for key '{ref.key}'")
         return handle.get_tensor(ref.key).long()
+
+    def shape(self, ref: CodesRef) -> tuple[int, int]:
+        """The shape (T, K) of the codes, read from the shard header only (no data is loaded).
+
+        Raises:
+            FileNotFoundError / KeyError: missing shard or key, naming both.
+        """
+        path = resolve_media(self.manifest, ref.path)
+        handle = self._handle(path)
+        if ref.key not in handle.keys():
+            raise KeyError(f"{path}: no codes for key '{ref.key}'")
+        return tuple(handle.get_slice(ref.key).get_shape())

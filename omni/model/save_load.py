@@ -51,8 +51,14 @@ def _aliases(model: torch.nn.Module) -> dict[str, str]:
     return out
 
 
-def save_pretrained(model: OmniModel, path: str | os.PathLike, max_shard_size: str | int = "5GB") -> None:
-    """Write ``model`` to the local directory ``path`` (replaced if it exists), atomically."""
+def save_pretrained(model: OmniModel, path: str | os.PathLike, max_shard_size: str | int = "5GB",
+                    state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``model`` to the local directory ``path`` (replaced if it exists), atomically.
+
+    Args:
+        state_dict: the weights to write instead of ``model.state_dict()`` (e.g. the full state dict
+            ``accelerator.get_state_dict`` gathers from FSDP / ZeRO-3 shards); same keys.
+    """
     path = Path(path)
     cfg = model.cfg
     clean = replace(cfg, tokenizer=None, backbone=replace(cfg.backbone, path=None),
@@ -65,7 +71,8 @@ def save_pretrained(model: OmniModel, path: str | os.PathLike, max_shard_size: s
         "vision_config": model.vision.config.to_dict() if model.vision is not None else None,
     }
     aliases = _aliases(model)
-    state = {k: v for k, v in model.state_dict().items() if aliases[k] == k}
+    full = model.state_dict() if state_dict is None else state_dict
+    state = {k: v for k, v in full.items() if aliases.get(k, k) == k}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

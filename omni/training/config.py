@@ -47,8 +47,9 @@ class LoopConfig:
     eval_every: int = option(0, help="Evaluate every this many steps (0: only at the end).")
     save_every: int = option(100, help="Write a checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = option(2, help="Checkpoints kept on disk; older ones are deleted after a save.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = option(
-        "no", help="Autocast dtype for forward passes (bf16 needs hardware support; fp16 adds loss scaling)."
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = option(
+        "no", help="Autocast dtype for forward passes (bf16 needs hardware support; fp16 adds loss scaling); "
+        "auto: bf16 on a GPU that supports it, none on CPU."
     )
     num_workers: int = option(0, help="DataLoader worker processes per training process.")
     cpu: bool = option(False, help="Train on CPU even when a GPU is present (CPU-only machines always do).")

@@ -9,7 +9,8 @@ exactly what an uninterrupted run would have seen, on any number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -80,3 +81,40 @@ class StepMicroBatches(torch.utils.data.Sampler[list[int]]):
 
     def __len__(self) -> int:
         return (self.stop - self.start) * self.accum
+
+
+class BatchPlan(Protocol):
+    """Which data-set items each process reads at each step: the data order the :class:`~omni.training.Trainer` runs.
+
+    The items of every step must be a pure function of the step (and the plan's seed), so a resumed
+    run reads exactly what an uninterrupted one would. The default plan is :class:`IndexPlan`;
+    staged training plugs in a sharded, mixed, packed plan (:mod:`omni.data.plan`).
+    """
+
+    def micro_batches(self, start_step: int, max_steps: int, rank: int, world: int,
+                      grad_accum: int) -> Iterable[list[Any]]:
+        """``grad_accum`` lists of data-set keys per step for process ``rank`` of ``world``, steps
+        ``start_step .. max_steps - 1`` (passed to a DataLoader as its ``batch_sampler``)."""
+
+    def epoch_of(self, step: int) -> float:
+        """Fractional epoch reached at the start of ``step``."""
+
+    def position(self, step: int) -> dict[str, Any]:
+        """The data position at the start of ``step`` (stored in checkpoints, for inspection)."""
+
+
+class IndexPlan:
+    """The default :class:`BatchPlan`: a :class:`GlobalBatchSampler` over integer indices of a map-style data set."""
+
+    def __init__(self, sampler: GlobalBatchSampler):
+        self.sampler = sampler
+
+    def micro_batches(self, start_step: int, max_steps: int, rank: int, world: int,
+                      grad_accum: int) -> StepMicroBatches:
+        return StepMicroBatches(self.sampler, start_step, max_steps, rank, world, grad_accum)
+
+    def epoch_of(self, step: int) -> float:
+        return self.sampler.epoch_of(step)
+
+    def position(self, step: int) -> dict[str, Any]:
+        return {"samples_seen": step * self.sampler.batch_size, "epoch": self.sampler.epoch_of(step)}

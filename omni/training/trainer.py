@@ -18,11 +18,20 @@ global batch.
 Tasks with several optimizers (a GAN's generator and discriminator) list one
 phase per optimizer; each step runs the phases in order, each with its own
 forward, backward, clipping and optimizer step.
+
+The data order is a :class:`~omni.training.sampler.BatchPlan` (default: a
+seeded global permutation of a map-style data set; staged training passes a
+sharded, mixed, packed plan). Pipelines that run several trainers in one
+process keep the process group alive with :func:`keep_process_group`;
+``fit(on_complete=...)`` runs an export (a final ``save_pretrained``) on every
+process while collectives still work, also for a run found complete on disk
+(after restoring its last checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import signal
@@ -40,7 +49,7 @@ from tqdm import tqdm
 
 from omni.training.checkpoint import STATE_FILE, CheckpointManager
 from omni.training.config import LoopConfig
-from omni.training.sampler import GlobalBatchSampler, StepMicroBatches
+from omni.training.sampler import BatchPlan, GlobalBatchSampler, IndexPlan
 
 
 @dataclass
@@ -51,11 +60,21 @@ class StepOutput:
         loss: scalar tensor, the SUM of the loss over the micro-batch's loss units.
         sums: per-unit quantities summed over the micro-batch (logged as global means), e.g. ``{"mel": ...}``.
         stats: other scalars logged as they are (averaged over micro-batches), e.g. codebook perplexity.
+        denominators: for some keys of ``sums``, their own unit count (summed over micro-batches and
+            processes like the sums): the key is logged as sum / count (e.g. the loss of one task over that
+            task's tokens), and left out of a step where the count is 0.
+        throughput: amounts processed (tokens, frames), summed over micro-batches and processes and logged
+            per second of training as ``<name>_per_s``.
+
+    ``sums``, ``denominators`` and ``throughput`` must have the same keys on every process at every step
+    (report 0 for what a micro-batch lacks): they are summed across processes in one collective.
     """
 
     loss: torch.Tensor
     sums: dict[str, torch.Tensor | float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+    denominators: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    throughput: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +84,8 @@ class TrainContext:
     accelerator: Accelerator
     step: int
     run_dir: Path
+    model: torch.nn.Module | None = None
+    """The prepared (possibly DDP/FSDP-wrapped) model, for ``accelerator.get_state_dict`` in exports."""
 
     @property
     def is_main(self) -> bool:
@@ -99,6 +120,30 @@ class TrainResult:
     last_metrics: dict[str, float]
 
 
+_KEEP_PROCESS_GROUP: contextvars.ContextVar[bool] = contextvars.ContextVar("keep_process_group", default=False)
+
+
+@contextlib.contextmanager
+def keep_process_group():
+    """Inside this block :meth:`Trainer.fit` leaves the process group alive when it ends (it still closes its
+    trackers), so a pipeline can run several trainers one after another in the same processes; call
+    ``accelerate.PartialState().destroy_process_group()`` when done."""
+    token = _KEEP_PROCESS_GROUP.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_PROCESS_GROUP.reset(token)
+
+
+def resolve_mixed_precision(value: str, cpu: bool) -> str:
+    """``auto`` -> ``bf16`` on a GPU that supports it, else ``no``; other values unchanged."""
+    if value != "auto":
+        return value
+    if cpu or not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "no"
+
+
 def to_device(obj: Any, device: torch.device) -> Any:
     """Move every tensor inside dataclasses, dicts, lists and tuples to ``device``."""
     if isinstance(obj, torch.Tensor):
@@ -126,6 +171,8 @@ class Trainer:
         evaluate: optional ``(model, ctx) -> metrics``, run every ``eval_every`` steps and at the end.
         grad_clip: global-norm clip per phase (a float applies to every phase); 0 disables.
         accelerator: pass one to control distribution; built from ``cfg`` otherwise.
+        batches: the data order (:class:`~omni.training.sampler.BatchPlan`); default: every step takes
+            ``cfg.batch_size`` indices of a seeded permutation of ``dataset``.
     """
 
     def __init__(
@@ -140,6 +187,7 @@ class Trainer:
         evaluate: Callable[[torch.nn.Module, TrainContext], dict[str, float]] | None = None,
         grad_clip: float | dict[str, float] = 0.0,
         accelerator: Accelerator | None = None,
+        batches: BatchPlan | None = None,
     ):
         missing = [p for p in task.phases if p not in optimizers]
         if missing:
@@ -149,9 +197,10 @@ class Trainer:
         self.grad_clip = grad_clip if isinstance(grad_clip, dict) else {p: grad_clip for p in task.phases}
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=len(task.phases) > 1)]
         # cpu=True on CPU-only machines: otherwise accelerate ignores torchrun's process group (MULTI_CPU)
+        cpu = cfg.cpu or not torch.cuda.is_available()
         self.acc = accelerator or Accelerator(
-            cpu=cfg.cpu or not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision, log_with="tensorboard", project_dir=str(self.run_dir),
-            kwargs_handlers=kwargs, step_scheduler_with_optimizer=False,
+            cpu=cpu, mixed_precision=resolve_mixed_precision(cfg.mixed_precision, cpu), log_with="tensorboard",
+            project_dir=str(self.run_dir), kwargs_handlers=kwargs, step_scheduler_with_optimizer=False,
         )
         prepared = self.acc.prepare(model, *[optimizers[p] for p in task.phases])
         self.model, self.optimizers = prepared[0], dict(zip(task.phases, prepared[1:]))
@@ -159,16 +208,30 @@ class Trainer:
         for sched in self.schedulers.values():
             self.acc.register_for_checkpointing(sched)
         self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints)
-        self.sampler = GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed)
+        self.plan: BatchPlan = batches or IndexPlan(GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed))
         self._stop = False
 
     # ---- public -------------------------------------------------------------------
 
-    def fit(self) -> TrainResult:
-        """Train (resuming when a checkpoint exists) until ``max_steps``, SIGTERM or Ctrl-C."""
+    def fit(self, on_complete: Callable[[TrainContext], None] | None = None) -> TrainResult:
+        """Train (resuming when a checkpoint exists) until ``max_steps``, SIGTERM or Ctrl-C.
+
+        Args:
+            on_complete: called on every process once the run is complete, with the final weights in the
+                model and the process group still up (e.g. to ``save_pretrained`` the result). For a run
+                found already complete on disk, the last checkpoint is restored first; pass it only when
+                the export is missing, since that restore reads the whole checkpoint.
+        """
         state_file = self.run_dir / STATE_FILE
         if state_file.exists() and json.loads(state_file.read_text()).get("complete") and self.cfg.resume:
             done = json.loads(state_file.read_text())
+            if on_complete is not None:
+                latest = self.ckpt.latest()
+                if latest is None or latest[0] != done["step"]:
+                    raise RuntimeError(f"{self.run_dir}: the run is complete at step {done['step']} but its final "
+                                       "checkpoint is missing; cannot restore the final weights")
+                self.ckpt.load(self.acc, latest[1])
+                on_complete(self._context(done["step"]))
             return TrainResult(done["step"], True, False, done.get("metrics", {}))
         step = self._resume()
         if step == 0:
@@ -184,10 +247,19 @@ class Trainer:
         if complete and self.evaluate_fn is not None:
             metrics.update(self._evaluate(step))
         self._save(step, metrics, complete)
-        self.acc.end_training()
+        if complete and on_complete is not None:
+            on_complete(self._context(step))
+        if _KEEP_PROCESS_GROUP.get():
+            for tracker in self.acc.trackers:
+                tracker.finish()
+        else:
+            self.acc.end_training()
         return TrainResult(step, complete, not complete, metrics)
 
     # ---- internals ----------------------------------------------------------------
+
+    def _context(self, step: int) -> TrainContext:
+        return TrainContext(self.acc, step, self.run_dir, self.model)
 
     def _main_thread(self) -> bool:
         import threading
@@ -207,8 +279,8 @@ class Trainer:
         return int(state["step"])
 
     def _loader(self, start: int) -> torch.utils.data.DataLoader:
-        batches = StepMicroBatches(self.sampler, start, self.cfg.max_steps, self.acc.process_index,
-                                   self.acc.num_processes, self.cfg.grad_accum)
+        batches = self.plan.micro_batches(start, self.cfg.max_steps, self.acc.process_index,
+                                          self.acc.num_processes, self.cfg.grad_accum)
         # its own generator: creating the iterator must not draw from the global RNG, or a resumed
         # run's dropout masks would differ from an uninterrupted run's
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + start)
@@ -223,11 +295,14 @@ class Trainer:
         batches = iter(self._loader(step))
         metrics: dict[str, float] = {}
         window: dict[str, list[float]] = defaultdict(list)
+        done: dict[str, float] = defaultdict(float)
         t0, units_done = time.perf_counter(), 0.0
         while step < cfg.max_steps and not self._stop:
             micro = [to_device(next(batches), self.acc.device) for _ in range(cfg.grad_accum)]
-            step_metrics, units = self._train_step(micro)
+            step_metrics, units, amounts = self._train_step(micro)
             units_done += units
+            for k, v in amounts.items():
+                done[k] += v
             step += 1
             bar.update()
             for k, v in step_metrics.items():
@@ -236,13 +311,15 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 metrics = {k: sum(v) / len(v) for k, v in window.items()}
                 metrics["units_per_s"] = units_done / max(elapsed, 1e-9)
-                metrics["epoch"] = self.sampler.epoch_of(step)
+                metrics.update({f"{k}_per_s": v / max(elapsed, 1e-9) for k, v in done.items()})
+                metrics["epoch"] = self.plan.epoch_of(step)
                 for phase, opt in self.optimizers.items():
                     for i, group in enumerate(opt.param_groups):
                         metrics[f"lr/{phase}/{group.get('name', i)}"] = group["lr"]
                 self.acc.log(metrics, step=step)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss")})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss") and k.count("/") < 2})
                 window.clear()
+                done.clear()
                 t0, units_done = time.perf_counter(), 0.0
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps and self.evaluate_fn:
                 metrics.update(self._evaluate(step))
@@ -256,17 +333,20 @@ class Trainer:
                              dtype=torch.float64)
         return float(self.acc.reduce(local, reduction="sum"))
 
-    def _train_step(self, micro: list[Any]) -> tuple[dict[str, float], float]:
-        """One optimizer step per phase over this process's micro-batches."""
+    def _train_step(self, micro: list[Any]) -> tuple[dict[str, float], float, dict[str, float]]:
+        """One optimizer step per phase over this process's micro-batches: (metrics, loss units, throughput)."""
         total = self._global_units(micro)
         if total <= 0:
             raise RuntimeError("a training step has no loss units (every example of the batch was empty)")
         scale = self.acc.num_processes / total  # DDP averages gradients over processes
         out: dict[str, float] = {}
+        amounts: dict[str, float] = {}
         for phase in self.task.phases:
             opt = self.optimizers[phase]
             opt.zero_grad(set_to_none=True)
             sums: dict[str, float] = defaultdict(float)
+            dens: dict[str, float] = defaultdict(float)
+            thr: dict[str, float] = defaultdict(float)
             stats: dict[str, list[float]] = defaultdict(list)
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
@@ -277,6 +357,10 @@ class Trainer:
                 sums[f"loss/{phase}" if len(self.task.phases) > 1 else "loss"] += float(result.loss.detach())
                 for k, v in result.sums.items():
                     sums[k] += float(v)
+                for k, v in result.denominators.items():
+                    dens[k] += float(v)
+                for k, v in result.throughput.items():
+                    thr[k] += float(v)
                 for k, v in result.stats.items():
                     stats[k].append(float(v))
             if self.grad_clip.get(phase, 0.0) > 0:
@@ -285,13 +369,21 @@ class Trainer:
             opt.step()
             if phase in self.schedulers:
                 self.schedulers[phase].step()
-            reduced = self.acc.reduce(torch.tensor(list(sums.values()), device=self.acc.device,
-                                                   dtype=torch.float64), reduction="sum")
-            out.update({k: float(v) / total for k, v in zip(sums, reduced.tolist())})
+            keys = [*sums, *(f"\0den:{k}" for k in dens), *(f"\0thr:{k}" for k in thr)]
+            values = [*sums.values(), *dens.values(), *thr.values()]
+            reduced = dict(zip(keys, self.acc.reduce(torch.tensor(values, device=self.acc.device,
+                                                                  dtype=torch.float64), reduction="sum").tolist()))
+            for k in sums:
+                if k in dens:
+                    if reduced[f"\0den:{k}"] > 0:
+                        out[k] = reduced[k] / reduced[f"\0den:{k}"]
+                else:
+                    out[k] = reduced[k] / total
+            amounts.update({k: reduced[f"\0thr:{k}"] for k in thr})
             out.update({k: sum(v) / len(v) for k, v in stats.items()})
         if not all(math.isfinite(v) for k, v in out.items() if k.startswith("loss")):
             raise FloatingPointError(f"non-finite loss at this step: {out}")
-        return out, total
+        return out, total, amounts
 
     def _evaluate(self, step: int) -> dict[str, float]:
         self.model.eval()
@@ -305,8 +397,8 @@ class Trainer:
         return result
 
     def _save(self, step: int, metrics: dict[str, float], complete: bool) -> None:
-        state = {"epoch": self.sampler.epoch_of(step), "samples_seen": step * self.cfg.batch_size,
-                 "metrics": metrics, "complete": complete}
+        state = {"epoch": self.plan.epoch_of(step), "samples_seen": step * self.cfg.batch_size,
+                 "data_position": self.plan.position(step), "metrics": metrics, "complete": complete}
         self.ckpt.save(self.acc, step, state)
         if self.acc.is_main_process:
             tmp = self.run_dir / (STATE_FILE + ".tmp")
