@@ -29,6 +29,8 @@ setup:
 	$(BIN)/python -m pip freeze | grep -i '^torch==' > $(CONSTRAINTS)
 	@echo "pip constraint: $$(cat $(CONSTRAINTS))"
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	@# ESPnet's HiFi-GAN modules (vocoder): --no-deps, as its own pins would replace torch.
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --no-deps espnet humanfriendly typeguard torch_complex editdistance
 	@# 3. system extras: Debian flite voices (root only, best effort) and an ffmpeg on PATH for Gradio.
 	@if ! command -v flite >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \

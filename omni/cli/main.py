@@ -2,8 +2,10 @@
 
 import typer
 
+from omni.cli import bundle as bundle_cli
 from omni.cli import config as config_cli
 from omni.cli import data as data_cli
+from omni.cli import decoder as decoder_cli
 from omni.cli import model as model_cli
 from omni.cli import train as train_cli
 
@@ -17,7 +19,9 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(train_cli.app, name="train")
+app.command("decode")(decoder_cli.decode_cmd)
 app.add_typer(model_cli.app, name="model")
+app.add_typer(bundle_cli.app, name="bundle")
 
 
 @app.command()

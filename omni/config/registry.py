@@ -11,6 +11,12 @@ import importlib
 
 KINDS: dict[str, str] = {
     "corpus": "omni.data.synth.config:CorpusConfig",
+    "bundle": "omni.bundle:BundleConfig",
+    "flow_decoder": "decoders.flow:FlowDecoderConfig",
+    "flow_train": "decoders.train_flow:FlowTrainConfig",
+    "vocoder": "decoders.vocoder:VocoderConfig",
+    "vocoder_train": "decoders.train_vocoder:VocoderTrainConfig",
+    "speech_decoder": "decoders.speech_decoder:SpeechDecoderConfig",
     "omni_model": "omni.model.config:OmniModelConfig",
     "generation": "omni.model.generation:GenerationConfig",
     "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
