@@ -6,6 +6,7 @@ from omni.cli import bundle as bundle_cli
 from omni.cli import config as config_cli
 from omni.cli import data as data_cli
 from omni.cli import decoder as decoder_cli
+from omni.cli import eval as eval_cli
 from omni.cli import model as model_cli
 from omni.cli import train as train_cli
 
@@ -22,6 +23,7 @@ app.add_typer(train_cli.app, name="train")
 app.command("decode")(decoder_cli.decode_cmd)
 app.add_typer(model_cli.app, name="model")
 app.add_typer(bundle_cli.app, name="bundle")
+app.add_typer(eval_cli.app, name="eval")
 
 
 @app.command()
