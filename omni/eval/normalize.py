@@ -53,13 +53,20 @@ def _english() -> Callable[[str], str]:
     return EnglishTextNormalizer()
 
 
-def english_normalize(text: str) -> str:
-    """Whisper's English normaliser, whitespace collapsed.
+def _is_punctuation(token: str) -> bool:
+    return all(unicodedata.category(c)[0] in "PS" for c in token)
 
-    >>> english_normalize("Set a timer for ten minutes, Mr. Smith!")
+
+def english_normalize(text: str) -> str:
+    """Whisper's English normaliser, whitespace collapsed, stray punctuation tokens dropped.
+
+    Whisper's normaliser keeps "." and "%" next to digits (decimals, percentages) and so leaves a lone
+    "." from an ellipsis as a word of its own; such punctuation-only tokens are removed.
+
+    >>> english_normalize("Set a timer for ten minutes, Mr. Smith...")
     'set a timer for 10 minutes mister smith'
     """
-    return raw_normalize(_english()(text))
+    return " ".join(t for t in _english()(text).split() if not _is_punctuation(t))
 
 
 def base_language(language: str | None) -> str | None:
