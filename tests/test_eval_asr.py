@@ -18,7 +18,6 @@ from omni.cli.main import app
 from omni.data.formatters import FormatConfig, RowContext, encode_sample, format_asr
 from omni.data.manifest import ManifestRow
 from omni.eval.asr import AsrEvalConfig, evaluate_asr
-from omni.eval.data import EvalDataConfig
 from omni.eval.parallel import dist_context
 from omni.eval.recognizers import RecognizerConfig, build_recognizer
 from tests.helpers.eval_data import corpus_rows, eval_bundle, write_jsonl

@@ -9,9 +9,22 @@ import numpy as np
 import pytest
 
 from omni.eval.compare import compare_reports
-from omni.eval.mcd import DB_FACTOR, McdConfig, mcd_aligned, mcd_dtw, mel_cepstra, mel_cepstral_distortion
+from omni.eval.mcd import (
+    DB_FACTOR,
+    McdConfig,
+    mcd_aligned,
+    mcd_dtw,
+    mel_cepstra,
+    mel_cepstral_distortion,
+)
 from omni.eval.metrics import ErrorCounts, char_counts, score_pair, word_counts
-from omni.eval.normalize import basic_normalize, english_normalize, normalize, normalizer_for, scoring_units
+from omni.eval.normalize import (
+    basic_normalize,
+    english_normalize,
+    normalize,
+    normalizer_for,
+    scoring_units,
+)
 from omni.eval.results import UtteranceResult, bucket_totals, summarize
 
 PAIRS = [  # (reference, hypothesis) after normalisation

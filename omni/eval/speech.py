@@ -26,7 +26,14 @@ from tqdm import tqdm
 from omni.audio.io import Audio, AudioError, save_audio
 from omni.config import check, option
 from omni.eval.asr import EvalRun
-from omni.eval.data import EvalDataConfig, EvalItem, load_item_audio, plan_batches, rank_batches, read_items
+from omni.eval.data import (
+    EvalDataConfig,
+    EvalItem,
+    load_item_audio,
+    plan_batches,
+    rank_batches,
+    read_items,
+)
 from omni.eval.mcd import McdConfig, mel_cepstral_distortion
 from omni.eval.metrics import score_pair
 from omni.eval.normalize import NORMALIZERS

@@ -29,6 +29,12 @@ def find_model_files(path: Path) -> tuple[Path, Path]:
     return config, checkpoint
 
 
+def _rate(fs: int | str) -> int:
+    """ESPnet writes rates as 16000 or "16k"."""
+    text = str(fs).strip().lower()
+    return int(float(text[:-1]) * 1000) if text.endswith("k") else int(float(text))
+
+
 class EspnetRecognizer:
     """``espnet2.bin.asr_inference.Speech2Text`` over a batch, one utterance at a time (its own API)."""
 
@@ -47,7 +53,7 @@ class EspnetRecognizer:
                                    beam_size=cfg.beam_size, nbest=1)
         finally:
             os.chdir(cwd)
-        self.sample_rate = int(getattr(self.s2t.asr_train_args, "frontend_conf", {}).get("fs", 16000) or 16000)
+        self.sample_rate = _rate((getattr(self.s2t.asr_train_args, "frontend_conf", None) or {}).get("fs", 16000))
         self.name = f"espnet:{path.name}"
 
     def transcribe(self, audios: Sequence[Audio], rows: Sequence[ManifestRow] | None = None) -> list[str]:
