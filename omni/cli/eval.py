@@ -48,6 +48,10 @@ def _bundle(checkpoint: Path | None, device: str, needed: bool) -> Any:
     return load_bundle(checkpoint, device=device)
 
 
+def _round(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
 def _finish(task: str, run: Any, cfg: Any, manifest: Path, system: str, out: Path, group_by: str,
             checkpoint: Path | None, judge: str | None, extra: dict | None, plots: bool) -> None:
     from omni.config import to_data
@@ -69,7 +73,7 @@ def _finish(task: str, run: Any, cfg: Any, manifest: Path, system: str, out: Pat
     line = (f"{task} [{system}{', judge ' + judge if judge else ''}]: WER {pct(t['wer'])}, CER {pct(t['cer'])} "
             f"over {t['scored']} utterances ({t['failed']} failed); RTF {t['rtf'] if t['rtf'] is None else round(t['rtf'], 4)}")
     if "references" in report and report["references"]:
-        line += f"; judge WER on references {pct(report['references']['wer'])}, gap {report['intelligibility_gap']}"
+        line += f"; judge WER on references {pct(report['references']['wer'])}, gap {_round(report['intelligibility_gap'])}"
     typer.echo(line)
     typer.echo(f"report: {files.markdown} ({files.json}, {files.results})")
 

@@ -175,8 +175,11 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, bund
                 if r.error is None:
                     r.score = score_pair(r.reference, r.hypothesis, r.language, cfg.normalizer)
                 if ref is not None:
-                    r.extra["mcd"] = round(mel_cepstral_distortion(audio.samples, audio.sample_rate, ref.samples,
-                                                                   ref.sample_rate, cfg.mcd), 4)
+                    try:
+                        r.extra["mcd"] = round(mel_cepstral_distortion(audio.samples, audio.sample_rate, ref.samples,
+                                                                       ref.sample_rate, cfg.mcd), 4)
+                    except (ValueError, librosa_error()) as e:  # e.g. a clip shorter than one analysis frame
+                        r.extra["mcd_error"] = short_error(e)
                 if samples_dir is not None and it.index < cfg.samples:
                     path = samples_dir / f"{it.index:04d}_{_safe(it.id)}_{_safe(voice) or 'default'}.wav"
                     save_audio(path, audio.samples, audio.sample_rate)
@@ -195,6 +198,12 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, bund
     results = [r for _, r in sorted(gather(ctx, mine), key=lambda x: x[0])]
     references = [r for _, r in sorted(gather(ctx, refs_mine), key=lambda x: x[0])]
     return EvalRun(results, max(gather(ctx, [wall])), ctx.world, {"reference_results": references, "voices": voices})
+
+
+def librosa_error() -> type[Exception]:
+    from librosa.util.exceptions import ParameterError
+
+    return ParameterError
 
 
 def _safe(name: str) -> str:
