@@ -64,12 +64,6 @@ class UtteranceResult:
         d.update(self.extra)
         return d
 
-    def identity(self) -> tuple:
-        """What must match between a 1-process and an N-process run (everything but timings)."""
-        d = self.to_json()
-        d.pop("seconds")
-        return tuple(sorted((k, repr(v)) for k, v in d.items() if not k.endswith("_seconds")))
-
 
 def bucket_label(b: int, width: float, n_bins: int) -> str:
     lo, hi = b * width, (b + 1) * width
