@@ -6,6 +6,7 @@ from omni.cli import bundle as bundle_cli
 from omni.cli import config as config_cli
 from omni.cli import data as data_cli
 from omni.cli import decoder as decoder_cli
+from omni.cli import eval as eval_cli
 from omni.cli import model as model_cli
 from omni.cli import serve as serve_cli
 from omni.cli import train as train_cli
@@ -25,6 +26,7 @@ app.add_typer(model_cli.app, name="model")
 app.add_typer(bundle_cli.app, name="bundle")
 app.command("serve")(serve_cli.serve_cmd)
 app.command("demo")(serve_cli.demo_cmd)
+app.add_typer(eval_cli.app, name="eval")
 
 
 @app.command()

@@ -37,7 +37,7 @@ shape-only one to measure lengths without reading audio or pixels (:mod:`omni.da
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -379,3 +379,50 @@ def encode_sample(sample: Sample, tokenizer: PreTrainedTokenizerBase, ids: Token
         elif isinstance(seg, Video):
             b.video(seg.inputs)
     return b.tokens([eos], True).build()
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+#: Fields of a row that are the *answer* of a task (hidden from the prompt): what evaluation generates.
+TARGET_FIELDS = {"asr": ("text",), "s2tt": ("translation",), "tts": ("audio", "offset", "duration", "codes")}
+
+_TARGET_AUDIO = "<generation target>"
+
+
+class _PromptMedia:
+    """Wraps a media source: the placeholder target audio of a TTS prompt gets one dummy frame (dropped with
+    the assistant turn); every other reference goes to the wrapped source."""
+
+    def __init__(self, media: Media):
+        self.media = media
+
+    def codes(self, manifest: str, holder: Any, where: str) -> torch.Tensor:
+        if getattr(holder, "audio", None) == _TARGET_AUDIO:
+            return torch.zeros(1, 1, dtype=torch.long)
+        return self.media.codes(manifest, holder, where)
+
+    def image(self, manifest: str, path: str) -> VisionInputs:
+        return self.media.image(manifest, path)
+
+    def video(self, manifest: str, path: str) -> VisionInputs:
+        return self.media.video(manifest, path)
+
+
+def prompt_messages(rows: Sequence[ManifestRow], task: str, ctx: RowContext) -> list[Message]:
+    """The prompt of ``task``'s training example for ``rows``: its messages before the final assistant turn.
+
+    Evaluation renders them with ``add_generation_prompt=True`` and lets the model generate the answer, so
+    the model sees exactly the conversation it was trained on. The rows' answer fields
+    (:data:`TARGET_FIELDS`: the transcript for asr, the speech for tts) are not needed and not shown.
+
+    Raises:
+        DataError: the rows lack what the prompt needs (the input speech of an asr row, the text of a tts row).
+    """
+    if task not in TARGET_FIELDS:
+        raise DataError(f"no evaluation prompt for task '{task}' (known: {', '.join(TARGET_FIELDS)})")
+    placeholder = {"text": "", "translation": "", "audio": _TARGET_AUDIO, "offset": None, "duration": None,
+                   "codes": None}
+    patched = [replace(r, **{f: placeholder[f] for f in TARGET_FIELDS[task]}) for r in rows]
+    sample = FORMATTERS[task](patched, replace(ctx, media=_PromptMedia(ctx.media)))
+    if not sample.messages or sample.messages[-1].role != "assistant":
+        raise DataError(f"rows {[r.id for r in rows]}: the '{task}' formatter did not end with an assistant turn")
+    return sample.messages[:-1]

@@ -1,0 +1,193 @@
+"""`omni eval ...`: batch ASR / TTS / tokenizer evaluation over manifests, and report comparison.
+
+Each command runs on one process, or data-parallel under ``torchrun --nproc_per_node N $(which omni) eval ...``
+(or ``accelerate launch``): every rank evaluates its share of the batches, rank 0 writes the reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from omni.cli.common import user_errors
+
+app = typer.Typer(help="Evaluate ASR, TTS and the audio tokenizer on manifests; compare reports.",
+                  no_args_is_help=True)
+
+_OVERRIDES = typer.Argument(None, help="Dotted config overrides, e.g. data.batch_size=4 normalizer=basic.")
+_CONFIG = typer.Option(None, "--config", help="Evaluation YAML (kind eval_asr / eval_tts / eval_tokenizer).")
+_OUT = typer.Option(..., "--out", help="Directory for results.jsonl, report.json, report.md, figures/ (and samples/).")
+
+
+def _load(cls: type, config: Path | None, overrides: list[str] | None) -> Any:
+    from omni.config import from_data, load_config
+    from omni.config.yaml_io import apply_overrides
+
+    if config is not None:
+        return load_config(config, cls, overrides=overrides or [])
+    data, origins = apply_overrides({}, {}, overrides or [])
+    return from_data(cls, data, origins, "command line")
+
+
+def _set(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` with the options actually given (None = not given); validation reruns."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+def _bundle(checkpoint: Path | None, device: str, needed: bool) -> Any:
+    if checkpoint is None:
+        if needed:
+            raise ValueError("--checkpoint DIR (a bundle directory) is required for this evaluation")
+        return None
+    from omni.bundle import load_bundle
+
+    return load_bundle(checkpoint, device=device)
+
+
+def _round(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _finish(task: str, run: Any, cfg: Any, manifest: Path, system: str, out: Path, group_by: str,
+            checkpoint: Path | None, judge: str | None, extra: dict | None, plots: bool) -> None:
+    from omni.config import to_data
+    from omni.eval.report import build_report, write_report
+
+    report = build_report(task, run.results, manifest=str(manifest), system=system, config=to_data(cfg),
+                          wall_seconds=run.wall_seconds, processes=run.processes,
+                          bucket_seconds=cfg.data.bucket_seconds, max_bucket_seconds=cfg.data.max_bucket_seconds,
+                          group_by=group_by, judge=judge, checkpoint=str(checkpoint) if checkpoint else None,
+                          extra=extra)
+    files = write_report(report, run.results, out, plots=plots)
+    if run.extra.get("reference_results"):
+        import json
+
+        (out / "references.jsonl").write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n"
+                                                      for r in run.extra["reference_results"]), encoding="utf-8")
+    t = report["totals"]
+    pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+    line = (f"{task} [{system}{', judge ' + judge if judge else ''}]: WER {pct(t['wer'])}, CER {pct(t['cer'])} "
+            f"over {t['scored']} utterances ({t['failed']} failed); RTF {t['rtf'] if t['rtf'] is None else round(t['rtf'], 4)}")
+    if "references" in report and report["references"]:
+        line += f"; judge WER on references {pct(report['references']['wer'])}, gap {_round(report['intelligibility_gap'])}"
+    typer.echo(line)
+    typer.echo(f"report: {files.markdown} ({files.json}, {files.results})")
+
+
+@app.command("asr")
+@user_errors
+def asr_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest with audio and transcripts (e.g. asr_test.jsonl)."),
+    overrides: list[str] = _OVERRIDES,
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Bundle directory (needed by --recognizer omni)."),
+    recognizer: str = typer.Option(None, "--recognizer", help="omni (default), pocketsphinx, whisper or espnet."),
+    model_dir: Path = typer.Option(None, "--model-dir", help="Local model directory of a whisper / espnet recogniser."),
+    out: Path = _OUT,
+    config: Path = _CONFIG,
+    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
+    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+) -> None:
+    """Recognise a manifest's speech and score it: WER/CER (normalised), per speaker / language / duration, RTF."""
+    from omni.eval.asr import AsrEvalConfig, evaluate_asr
+    from omni.eval.parallel import dist_context
+    from omni.eval.recognizers import build_recognizer
+
+    cfg = _load(AsrEvalConfig, config, overrides)
+    cfg = _set(cfg, recognizer=_set(cfg.recognizer, name=recognizer, device=device,
+                                    model_dir=str(model_dir) if model_dir else None),
+               data=_set(cfg.data, batch_size=batch_size, limit=limit))
+    ctx = dist_context(cfg.recognizer.device)
+    cfg = _set(cfg, recognizer=_set(cfg.recognizer, device=ctx.device))
+    bundle = _bundle(checkpoint, ctx.device, needed=cfg.recognizer.name == "omni")
+    rec = build_recognizer(cfg.recognizer, bundle)
+    run = evaluate_asr(cfg, manifest, rec, ctx)
+    if ctx.is_main:
+        _finish("asr", run, cfg, manifest, rec.name, out, "speaker", checkpoint if cfg.recognizer.name == "omni" else None,
+                None, None, plots)
+
+
+def _speech_cmd(task: str, manifest: Path, overrides: list[str] | None, checkpoint: Path, judge: str | None,
+                judge_model_dir: Path | None, voice: list[str] | None, out: Path, config: Path | None,
+                batch_size: int | None, limit: int | None, device: str | None, plots: bool) -> None:
+    from omni.eval.parallel import dist_context
+    from omni.eval.recognizers import build_recognizer
+    from omni.eval.speech import speech_report_extra
+
+    if task == "tts":
+        from omni.eval.tts import TtsEvalConfig as Cfg
+        from omni.eval.tts import evaluate_tts as evaluate
+    else:
+        from omni.eval.tokenizer_eval import TokenizerEvalConfig as Cfg
+        from omni.eval.tokenizer_eval import evaluate_tokenizer as evaluate
+    cfg = _load(Cfg, config, overrides)
+    cfg = _set(cfg, judge=_set(cfg.judge, name=judge, device=device,
+                               model_dir=str(judge_model_dir) if judge_model_dir else None),
+               data=_set(cfg.data, batch_size=batch_size, limit=limit), voices=list(voice) if voice else None)
+    ctx = dist_context(cfg.judge.device)
+    cfg = _set(cfg, judge=_set(cfg.judge, device=ctx.device))
+    bundle = _bundle(checkpoint, ctx.device, needed=True)
+    rec = build_recognizer(cfg.judge, bundle)
+    run = evaluate(cfg, manifest, bundle, rec, ctx, out_dir=out)
+    if ctx.is_main:
+        _finish(task, run, cfg, manifest, "omni" if task == "tts" else "tokenizer+decoder", out, "voice", checkpoint,
+                rec.name, speech_report_extra(run), plots)
+
+
+@app.command("tts")
+@user_errors
+def tts_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest of texts to speak (tts rows; reference audio optional)."),
+    overrides: list[str] = _OVERRIDES,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Bundle directory."),
+    judge: str = typer.Option(None, "--judge", help="pocketsphinx (default), whisper, espnet or omni."),
+    judge_model_dir: Path = typer.Option(None, "--judge-model-dir", help="Local model directory of a whisper / espnet judge."),
+    voice: list[str] = typer.Option(None, "--voice", help="Voice to synthesise with (repeat for several; default: the bundle's first)."),
+    out: Path = _OUT,
+    config: Path = _CONFIG,
+    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
+    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+) -> None:
+    """Synthesise each text, judge it with an independent recogniser, compare with the references (WER gap, MCD)."""
+    _speech_cmd("tts", manifest, overrides, checkpoint, judge, judge_model_dir, voice, out, config, batch_size, limit,
+                device, plots)
+
+
+@app.command("tokenizer")
+@user_errors
+def tokenizer_cmd(
+    manifest: Path = typer.Argument(..., help="JSONL manifest with audio and transcripts."),
+    overrides: list[str] = _OVERRIDES,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Bundle directory (its audio tokenizer and speech decoder)."),
+    judge: str = typer.Option(None, "--judge", help="pocketsphinx (default), whisper, espnet or omni."),
+    judge_model_dir: Path = typer.Option(None, "--judge-model-dir", help="Local model directory of a whisper / espnet judge."),
+    voice: list[str] = typer.Option(None, "--voice", help="Decoder voice (repeat for several; default: the bundle's first)."),
+    out: Path = _OUT,
+    config: Path = _CONFIG,
+    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
+    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
+    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+) -> None:
+    """Resynthesise audio through tokenizer + decoder; judge resynthesis vs original (WER gap, MCD)."""
+    _speech_cmd("tokenizer", manifest, overrides, checkpoint, judge, judge_model_dir, voice, out, config, batch_size,
+                limit, device, plots)
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    a: Path = typer.Argument(..., help="Report A (report.json)."),
+    b: Path = typer.Argument(..., help="Report B (report.json)."),
+) -> None:
+    """Print the differences between two evaluation reports (B - A)."""
+    from omni.eval.compare import compare_reports, format_comparison, load_report
+
+    typer.echo(format_comparison(compare_reports(load_report(a), load_report(b)), str(a), str(b)))
