@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from omni.cli import train_lm, train_stage, train_tokenizer
+from omni.cli import train_dpo, train_lm, train_stage, train_tokenizer
 
 app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
 
@@ -14,3 +14,4 @@ app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
 app.command("lm")(train_lm.lm_cmd)
 app.command("stage")(train_stage.stage_cmd)
 app.command("pipeline")(train_stage.pipeline_cmd)
+app.command("dpo")(train_dpo.dpo_cmd)

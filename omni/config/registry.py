@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "lm": "omni.text.lm:LMTrainConfig",
     "stage": "omni.training.stage:StageConfig",
     "recipe": "omni.training.pipeline:RecipeConfig",
+    "dpo": "omni.align.config:DPOConfig",
 }
 
 
