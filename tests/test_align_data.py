@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from omni.align.config import DPOConfig
-from omni.align.data import PairEncoder, PreferenceCollate, PreferenceDataConfig, PreferenceDataset, splice
+from omni.align.data import (
+    PairEncoder,
+    PreferenceCollate,
+    PreferenceDataConfig,
+    PreferenceDataset,
+    splice,
+)
 from omni.align.logps import response_logprobs
 from omni.config import load_config
 from omni.data.formatters import DataError

@@ -96,3 +96,18 @@ def test_metric_sums_use_trl_names():
                          "logps/chosen", "logps/rejected"}
     assert sums["rewards/accuracies"] == 1.0 and sums["rewards/margins"] == pytest.approx(0.0)
     assert sums["logps/chosen"] == -30.0 and sums["logps/rejected"] == -30.0
+
+
+def test_sft_weight_adds_the_chosen_mean_nll():
+    from omni.align.config import PreferenceLossConfig
+    from omni.align.logps import ResponseLogProbs
+    from omni.align.task import preference_objective
+
+    lp = ResponseLogProbs(sum=torch.cat([PC, PR]), text=torch.cat([PC, PR]), audio=torch.zeros(4),
+                          num_tokens=torch.tensor([5, 4, 6, 3]), num_frames=torch.zeros(4, dtype=torch.long))
+    ref = torch.cat([RC, RR])
+    plain = preference_objective(PreferenceLossConfig(beta=0.5), lp, ref)
+    rpo = preference_objective(PreferenceLossConfig(beta=0.5, sft_weight=2.0), lp, ref)
+    # chosen mean NLL: 10 / 5 = 2 and 20 / 4 = 5
+    assert (rpo.loss.losses - plain.loss.losses).tolist() == pytest.approx([4.0, 10.0])
+    assert rpo.sums["nll_loss"] == pytest.approx(7.0)

@@ -30,6 +30,8 @@ class PreferenceLossConfig:
                                    "ORPO's λ (weight of the odds-ratio term, 0.1).")
     label_smoothing: float = option(0.0, help="dpo / simpo: probability that a preference label is flipped (cDPO).")
     gamma: float = option(0.5, help="simpo: target reward margin γ (reward units).")
+    sft_weight: float = option(0.0, help="dpo / ipo / simpo: add this x the chosen response's mean token NLL (RPO, "
+                                         "TRL's loss_type [sigmoid, sft]); keeps the chosen likelihood from falling.")
     desirable_weight: float = option(1.0, help="kto: weight of desirable completions (λ_D).")
     undesirable_weight: float = option(1.0, help="kto: weight of undesirable completions (λ_U).")
 
@@ -39,6 +41,9 @@ class PreferenceLossConfig:
         check(self.label_smoothing == 0 or self.type in ("dpo", "simpo"), "label_smoothing",
               f"only dpo and simpo support label smoothing, not {self.type}")
         check(self.gamma >= 0, "gamma", "must be >= 0")
+        check(self.sft_weight >= 0, "sft_weight", "must be >= 0")
+        check(self.sft_weight == 0 or self.type in ("dpo", "ipo", "simpo"), "sft_weight",
+              f"{self.type} has its own likelihood term; sft_weight is for dpo, ipo and simpo")
         check(self.desirable_weight > 0 and self.undesirable_weight > 0, "desirable_weight", "weights must be > 0")
 
     @property

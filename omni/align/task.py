@@ -66,21 +66,31 @@ def preference_objective(cfg: PreferenceLossConfig, policy: ResponseLogProbs, re
         lc, lr = c.average, r.average
         loss = simpo_loss(lc, lr, cfg.beta, cfg.gamma, cfg.label_smoothing) if cfg.type == "simpo" else \
             orpo_loss(lc, lr, cfg.beta)
-        return Objective(loss, preference_sums(loss, lc, lr), {})
+        return _with_sft(Objective(loss, preference_sums(loss, lc, lr), {}), cfg, c)
     b = c.sum.shape[0]
     ref_c, ref_r = ref[:b].to(c.sum), ref[b:].to(c.sum)
     if cfg.type == "dpo":
         loss = dpo_loss(c.sum, r.sum, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
     else:
         loss = ipo_loss(c.sum, r.sum, ref_c, ref_r, c.num_tokens, r.num_tokens, cfg.beta)
-    return Objective(loss, preference_sums(loss, c.sum, r.sum), {})
+    return _with_sft(Objective(loss, preference_sums(loss, c.sum, r.sum), {}), cfg, c)
+
+
+def _with_sft(obj: Objective, cfg: PreferenceLossConfig, chosen: ResponseLogProbs) -> Objective:
+    """Add ``sft_weight`` x the chosen response's mean token NLL to each pair's loss (RPO); logs ``nll_loss``."""
+    if cfg.sft_weight > 0:
+        nll = -chosen.average  # (B,)
+        obj.loss.losses = obj.loss.losses + cfg.sft_weight * nll
+        obj.sums["nll_loss"] = float(nll.detach().sum())
+    return obj
 
 
 def metric_names(cfg: PreferenceLossConfig) -> list[str]:
     """The keys :func:`preference_objective` reports for this loss (plus ``loss``)."""
     if cfg.type == "kto":
         return ["loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected", "kl"]
-    return ["loss", *PAIR_METRICS] + (["nll_loss", "log_odds_ratio"] if cfg.type == "orpo" else [])
+    extra = ["nll_loss", "log_odds_ratio"] if cfg.type == "orpo" else (["nll_loss"] if cfg.sft_weight > 0 else [])
+    return ["loss", *PAIR_METRICS, *extra]
 
 
 class PreferenceTask:
