@@ -107,7 +107,7 @@ def test_dpo_and_ipo_match_trl_dpo_trainer(omni, tmp_path, loss_type):
 
     cfg = PreferenceLossConfig(type="dpo" if loss_type == "sigmoid" else "ipo", beta=0.1)
     loss, grads, metrics = _ours(omni, [ex(r, "chosen") for r in rows], [ex(r, "rejected") for r in rows], cfg)
-    _compare(loss, grads, metrics, float(trl_loss), trainer.model, trl_metrics)
+    _compare(loss, grads, metrics, float(trl_loss.detach()), trainer.model, trl_metrics)
 
 
 def test_simpo_matches_trl_cpo_trainer(omni, tmp_path):
@@ -131,4 +131,4 @@ def test_simpo_matches_trl_cpo_trainer(omni, tmp_path):
 
     cfg = PreferenceLossConfig(type="simpo", beta=2.0, gamma=0.5)
     loss, grads, metrics = _ours(omni, [ex(r, "chosen") for r in rows], [ex(r, "rejected") for r in rows], cfg)
-    _compare(loss, grads, metrics, float(trl_loss), trainer.model, trl_metrics)
+    _compare(loss, grads, metrics, float(trl_loss.detach()), trainer.model, trl_metrics)
