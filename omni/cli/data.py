@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from omni.cli import data_tokenize
+from omni.cli import data_pairs, data_tokenize
 from omni.cli.common import echo_table, user_errors
 
 app = typer.Typer(help="Build, check and prepare data manifests.", no_args_is_help=True)
@@ -157,3 +157,6 @@ def bpe_cmd(
 
 # commands implemented in their own modules, one line each
 app.command("tokenize")(data_tokenize.tokenize_cmd)
+
+app.command("make-pairs")(data_pairs.make_pairs_cmd)
+app.command("answer-rate")(data_pairs.answer_rate_cmd)

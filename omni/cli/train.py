@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from omni.cli import decoder as decoder_cli
-from omni.cli import train_lm, train_stage, train_tokenizer
+from omni.cli import train_dpo, train_lm, train_stage, train_tokenizer
 
 app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
 
@@ -17,3 +17,4 @@ app.command("flow")(decoder_cli.flow_cmd)
 app.command("vocoder")(decoder_cli.vocoder_cmd)
 app.command("stage")(train_stage.stage_cmd)
 app.command("pipeline")(train_stage.pipeline_cmd)
+app.command("dpo")(train_dpo.dpo_cmd)

@@ -30,6 +30,7 @@ KINDS: dict[str, str] = {
     "serve": "serve.config:ServeConfig",
     "stage": "omni.training.stage:StageConfig",
     "recipe": "omni.training.pipeline:RecipeConfig",
+    "dpo": "omni.align.config:DPOConfig",
 }
 
 

@@ -202,7 +202,7 @@ def _stack(parts: list[OmniBatch]) -> OmniBatch:
         return torch.cat(values) if values else None
 
     k = max(p.audio_codes.shape[-1] for p in parts)
-    codes = torch.cat([p.audio_codes.reshape(-1, k) for p in parts])  # (N, K)
+    codes = torch.cat([p.audio_codes.reshape(-1, k) if k else p.audio_codes.reshape(0, 0) for p in parts])  # (N, K)
     return OmniBatch(
         input_ids=cat("input_ids"), attention_mask=None, position_ids=cat("position_ids"), labels=cat("labels"),
         audio_codes=codes, audio_target=cat("audio_target"), pixel_values=cat("pixel_values"),

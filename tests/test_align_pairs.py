@@ -1,0 +1,103 @@
+"""Preference-pair builder: candidate scores, best-vs-worst selection, prompts, the offline recogniser."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from omni.align import pairs as P
+from omni.align.pairs import (
+    ScoreWeights,
+    generation_prompt,
+    score_candidate,
+    word_error_rate,
+    wrong_key,
+)
+from omni.data.manifest import load_manifest
+from omni.data.media import CachedMedia
+from omni.model import OmniModel
+from omni.model.batch import IGNORE
+from tests.helpers.pref_data import tiny_aligned_model, write_preference_data
+from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
+
+
+def test_scores_by_hand():
+    w = ScoreWeights(wer_weight=1.0, length_weight=0.1, max_words=4)
+    good = score_candidate("The sky is blue.", "blue", None, w)
+    assert (good.correct, good.wer, good.words, good.score) == (True, None, 4, 1.0)
+    long_wrong = score_candidate("The sky is green and very very nice.", "blue", None, w)
+    assert long_wrong.correct is False and long_wrong.score == pytest.approx(-0.4)  # 8 words, 4 over the limit
+    spoken = score_candidate("The sky is blue.", "blue", torch.zeros(5, 8, dtype=torch.long), w,
+                             synthesize=lambda codes: (np.zeros(1600, dtype=np.float32), 16000),
+                             recognizer=type("R", (), {"transcribe": lambda self, wav, sr: "the sky is"})())
+    assert spoken.wer == pytest.approx(0.25) and spoken.score == pytest.approx(0.75)  # one deletion in four words
+    assert word_error_rate("Two plus three is five.", "two plus three is five") == 0.0
+    assert wrong_key("The sky is blue.", "The sky is green.") == "green"
+
+
+def test_make_pairs_keeps_best_and_worst_and_drops_ties(tmp_path, monkeypatch):
+    manifest = write_preference_data(tmp_path / "data", speech=False)
+    model = OmniModel.from_pretrained(tiny_aligned_model(tmp_path / "model")).eval()
+    rows = load_manifest(manifest)[:3]
+    canned = [[("The sky is green.", None), ("The sky is blue.", None), ("Blue.", None)],
+              [("Two plus three is five.", None), ("It is five.", None)],  # both right: a tie, dropped
+              [("Yellow, of course.", None), ("A banana is purple.", None), ("", None)]]
+    seen = {}
+
+    def fake_sample(m, prompts, n, temperature, seed, max_new_tokens=48, speech=False, batch_size=16):
+        seen["prompts"] = prompts
+        return canned
+
+    monkeypatch.setattr(P, "sample_answers", fake_sample)
+    out = P.make_pairs(model, rows, str(manifest), CachedMedia(list(model.cfg.codebook_sizes), None), 3, 1.0, 0,
+                       ScoreWeights(), speech_in=False, log=lambda s: None)
+    assert [r["id"] for r in out] == ["pair-pair-0", "pair-pair-2"]
+    assert out[0]["chosen"]["text"] == "The sky is blue." and out[0]["rejected"]["text"] == "The sky is green."
+    assert out[1]["chosen"]["text"] == "Yellow, of course." and out[1]["rejected"]["text"] == "A banana is purple."
+    assert out[0]["prompt"] == [{"role": "user", "text": "What color is the sky?"}]
+    assert out[0]["meta"]["answer_key"] == "blue" and out[0]["meta"]["candidates"] == 3
+    # the generation prompt is the training prompt up to the assistant header, with no targets
+    p = seen["prompts"][0]
+    assert (p.labels == IGNORE).all()
+    assert model.tokenizer.decode(p.input_ids).endswith("<|im_start|>assistant\n")
+    path = tmp_path / "pairs.jsonl"
+    P.write_rows(out, str(path))
+    assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["pair-pair-0", "pair-pair-2"]
+    assert len(load_manifest(path)) == 2  # valid preference rows
+
+
+def test_generation_prompt_cuts_spoken_prompt_before_the_response(tmp_path):
+    manifest = write_preference_data(tmp_path / "data", speech=True)
+    model = OmniModel.from_pretrained(tiny_aligned_model(tmp_path / "model")).eval()
+    from omni.align.data import PairEncoder, PreferenceDataConfig
+    from omni.data.index import RawRow
+
+    enc = PairEncoder(model.tokenizer, model.token_ids, PreferenceDataConfig(train=[str(manifest)]))
+    item = enc.pair(RawRow(str(manifest), 1, manifest.read_text().splitlines()[0]),
+                    CachedMedia(list(model.cfg.codebook_sizes), None))
+    prompt = generation_prompt(item.chosen)
+    n = len(prompt)
+    assert torch.equal(prompt.input_ids, item.chosen.input_ids[:n]) and (item.chosen.labels[n:] != IGNORE).any()
+    frames = int((prompt.input_ids == model.token_ids.audio).sum())
+    assert frames == prompt.audio_codes.shape[0] > 0 and not prompt.audio_target.any()
+
+
+def test_pocketsphinx_round_trip_prefers_the_true_transcript(tmp_path_factory):
+    """On a few synthetic-corpus clips, the WER of the recognised text against the clip's own transcript is lower
+    than against another clip's transcript."""
+    from omni.audio.io import load_audio
+    from tests.helpers.speech_data import mini_corpus
+
+    corpus = mini_corpus(tmp_path_factory)
+    rows = [json.loads(x) for x in (corpus / "asr_dev.jsonl").read_text().splitlines()][:4]
+    rec = P.PocketSphinxRecognizer()
+    own, other = [], []
+    for i, row in enumerate(rows):
+        audio = load_audio(corpus / row["audio"], 22050)  # any rate: resampled to 16 kHz inside
+        hyp = rec.transcribe(audio.samples, audio.sample_rate)
+        own.append(word_error_rate(row["text"], hyp))
+        other.append(word_error_rate(rows[(i + 1) % len(rows)]["text"], hyp))
+    assert np.mean(own) < np.mean(other), (own, other)
