@@ -16,8 +16,10 @@ from omni.align.pairs import (
     word_error_rate,
     wrong_key,
 )
+from omni.audio.io import Audio
 from omni.data.manifest import load_manifest
 from omni.data.media import CachedMedia
+from omni.eval.recognizers.sphinx import PocketSphinxRecognizer
 from omni.model import OmniModel
 from omni.model.batch import IGNORE
 from tests.helpers.pref_data import tiny_aligned_model, write_preference_data
@@ -31,8 +33,8 @@ def test_scores_by_hand():
     long_wrong = score_candidate("The sky is green and very very nice.", "blue", None, w)
     assert long_wrong.correct is False and long_wrong.score == pytest.approx(-0.4)  # 8 words, 4 over the limit
     spoken = score_candidate("The sky is blue.", "blue", torch.zeros(5, 8, dtype=torch.long), w,
-                             synthesize=lambda codes: (np.zeros(1600, dtype=np.float32), 16000),
-                             recognizer=type("R", (), {"transcribe": lambda self, wav, sr: "the sky is"})())
+                             synthesize=lambda codes: Audio(np.zeros(1600, dtype=np.float32), 16000),
+                             recognizer=type("R", (), {"transcribe": lambda self, audios: ["the sky is"]})())
     assert spoken.wer == pytest.approx(0.25) and spoken.score == pytest.approx(0.75)  # one deletion in four words
     assert word_error_rate("Two plus three is five.", "two plus three is five") == 0.0
     assert wrong_key("The sky is blue.", "The sky is green.") == "green"
@@ -93,11 +95,45 @@ def test_pocketsphinx_round_trip_prefers_the_true_transcript(tmp_path_factory):
 
     corpus = mini_corpus(tmp_path_factory)
     rows = [json.loads(x) for x in (corpus / "asr_dev.jsonl").read_text().splitlines()][:4]
-    rec = P.PocketSphinxRecognizer()
+    rec = PocketSphinxRecognizer()
     own, other = [], []
     for i, row in enumerate(rows):
         audio = load_audio(corpus / row["audio"], 22050)  # any rate: resampled to 16 kHz inside
-        hyp = rec.transcribe(audio.samples, audio.sample_rate)
+        hyp = rec.transcribe([audio])[0]
         own.append(word_error_rate(row["text"], hyp))
         other.append(word_error_rate(rows[(i + 1) % len(rows)]["text"], hyp))
     assert np.mean(own) < np.mean(other), (own, other)
+
+
+def test_spoken_candidates_are_scored_by_the_round_trip(tmp_path, monkeypatch):
+    """--speech: each spoken candidate is rendered by the bundle's speech decoder and judged by PocketSphinx;
+    the WER enters the score (chosen / rejected WERs are recorded), and a candidate whose speech the judge
+    cannot match to its text loses to an equally right one that is not spoken."""
+    from omni.bundle import tiny_bundle
+
+    bundle = tiny_bundle(tmp_path / "bundle")
+    manifest = write_preference_data(tmp_path / "data", speech=False)
+    model = OmniModel.from_pretrained(tiny_aligned_model(tmp_path / "model")).eval()
+    rows = load_manifest(manifest)[:1]
+    sizes = list(model.cfg.codebook_sizes)
+    frames = torch.stack([torch.randint(0, k, (30,)) for k in sizes], dim=1)  # (30, 8): noise-like speech
+    canned = [[("The sky is blue.", frames), ("The sky is blue.", frames[:0]), ("The sky is green.", frames[:0])]]
+    monkeypatch.setattr(P, "sample_answers", lambda *a, **k: canned)
+    synth = P.bundle_synthesizer(str(bundle))
+    heard = synth(frames)
+    assert heard.sample_rate == 24000 and heard.samples.shape[0] > 0 and np.isfinite(heard.samples).all()
+    out = P.make_pairs(model, rows, str(manifest), CachedMedia(sizes, None), 3, 1.0, 0,
+                       ScoreWeights(min_gap=0.5), speech=True, speech_in=False, synthesize=synth,
+                       recognizer=PocketSphinxRecognizer(), log=lambda s: None)
+    assert len(out) == 1
+    meta = out[0]["meta"]
+    # the spoken candidate got a real WER from the judge, which enters its score; best and worst follow the scores
+    scored = [score_candidate(t, "blue", f, ScoreWeights(), synth, PocketSphinxRecognizer()) for t, f in canned[0]]
+    spoken = scored[0]
+    assert spoken.wer is not None and spoken.wer > 0 and spoken.score == pytest.approx(1.0 - spoken.wer)
+    assert scored[1].wer is None and scored[1].score == 1.0 and scored[2].score == 0.0
+    best = max(range(3), key=lambda i: scored[i].score)
+    worst = min(range(3), key=lambda i: scored[i].score)
+    assert (meta["chosen_score"], meta["rejected_score"]) == (scored[best].score, scored[worst].score)
+    assert (meta["chosen_wer"], meta["rejected_wer"]) == (scored[best].wer, scored[worst].wer)
+    assert out[0]["rejected"]["text"] == canned[0][worst][0]

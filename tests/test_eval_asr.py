@@ -159,8 +159,7 @@ def test_two_processes_equal_one(bundle_dir, good_rows, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     one = subprocess.run([omni, *common, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr[-3000:]
-    port = str(29500 + os.getpid() % 1000)
-    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", port, omni, *common, "--out",
+    two = subprocess.run([torchrun, "--nproc_per_node", "2", "--standalone", omni, *common, "--out",
                           str(tmp_path / "two")], env=env, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     r1, r2 = (json.loads((tmp_path / d / "report.json").read_text()) for d in ("one", "two"))

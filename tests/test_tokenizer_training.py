@@ -175,7 +175,7 @@ def test_two_processes_train_with_synchronised_codebooks(corpus, tmp_path):
     (tmp_path / "run.py").write_text(script)
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(29700 + os.getpid() % 1000),
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--standalone",
            str(tmp_path / "run.py"), str(tmp_path / "ddp.yaml"), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -112,7 +112,7 @@ def test_two_processes_match_one_process(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for n, out in ((1, tmp_path / "one"), (2, tmp_path / "two")):
-        cmd = [str(torchrun), "--nproc_per_node", str(n), "--master_port", str(29500 + n + os.getpid() % 1000),
+        cmd = [str(torchrun), "--nproc_per_node", str(n), "--standalone",
                str(ROOT / "tests" / "helpers" / "toy_training.py"), str(out), "8", "2"]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]

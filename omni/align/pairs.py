@@ -6,14 +6,15 @@ model (temperature sampling, a fixed seed) and scored:
 
 * **correctness**: the answer key occurs in the text (:func:`omni.data.synth.domain.answer_matches`);
 * **speech round trip**: when a candidate is spoken and a ``synthesize`` function turns its codes into a
-  waveform, a recogniser (:class:`PocketSphinxRecognizer`, offline, 16 kHz) transcribes it and the WER
-  against the candidate's own text (jiwer) says whether speech and text agree;
+  waveform (:func:`bundle_synthesizer`: the checkpoint bundle's flow decoder + vocoder), an
+  :mod:`omni.eval` recogniser (PocketSphinx by default: offline, trained by no one here) transcribes it and
+  the WER against the candidate's own text (jiwer) says whether speech and text agree;
 * **length**: a small penalty per word beyond ``max_words``.
 
 ``score = correct - wer_weight x WER - length_weight x max(0, words - max_words)``; the best candidate
 becomes ``chosen`` and the worst ``rejected`` when their scores differ by at least ``min_gap`` (prompts
-whose candidates all tie are dropped). The recogniser sits behind the one-method :class:`Recognizer`
-protocol so a stronger one (the evaluation package's) can replace it.
+whose candidates all tie are dropped). Any :class:`omni.eval.recognizers.Recognizer` can judge (whisper,
+espnet from a local directory, or the omni model itself).
 
 :func:`answer_rates` measures, on the same sampled answers, the share that holds the right key and the
 share that holds the wrong answer of the pair ("chosen-style rate"), to compare an SFT and a DPO model.
@@ -24,42 +25,32 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from omni.align.data import PairEncoder, prompt_length
+from omni.audio.io import Audio
 from omni.data.manifest import ManifestRow, Turn
 from omni.data.synth.domain import answer_matches, normalize
+from omni.eval.recognizers.base import Recognizer
 from omni.model.batch import OmniExample
 
 
-class Recognizer(Protocol):
-    """Speech recogniser for the round-trip score."""
+def bundle_synthesizer(bundle_dir: str, voice: str | None = None) -> Callable[[torch.Tensor], Audio]:
+    """Codes (N, K) -> :class:`~omni.audio.io.Audio` with the bundle's speech decoder (voice: its first one)."""
+    from omni.bundle import load_bundle
 
-    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
-        """Text of a mono waveform (float32, any rate)."""
+    decoder = load_bundle(bundle_dir).speech_decoder
+    voice = voice or (decoder.flow.cfg.speakers[0] if decoder.flow.cfg.speakers else None)
 
+    def synthesize(frames: torch.Tensor) -> Audio:
+        with torch.no_grad():
+            wav = decoder.synthesize(frames, speaker=voice)
+        return Audio(wav.numpy().astype(np.float32), decoder.sample_rate)
 
-class PocketSphinxRecognizer:
-    """PocketSphinx (offline, its bundled US-English model), fed 16 kHz audio (resampled with soxr)."""
-
-    def __init__(self) -> None:
-        from pocketsphinx import Decoder
-
-        self.decoder = Decoder(loglevel="FATAL")
-
-    def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
-        from omni.audio.io import resample
-
-        wav = resample(np.asarray(samples, dtype=np.float32), sample_rate, 16000) if sample_rate != 16000 else samples
-        pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16).tobytes()
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm, full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
+    return synthesize
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
@@ -95,14 +86,13 @@ class Candidate:
 
 
 def score_candidate(text: str, answer_key: str | None, frames: torch.Tensor | None, weights: ScoreWeights,
-                    synthesize: Callable[[torch.Tensor], tuple[np.ndarray, int]] | None = None,
+                    synthesize: Callable[[torch.Tensor], Audio] | None = None,
                     recognizer: Recognizer | None = None) -> Candidate:
     """Score one answer (see the module docstring)."""
     correct = bool(answer_key) and answer_matches(text, answer_key)
     wer = None
     if frames is not None and frames.shape[0] and synthesize is not None and recognizer is not None:
-        wav, sr = synthesize(frames)
-        wer = word_error_rate(text, recognizer.transcribe(wav, sr))
+        wer = word_error_rate(text, recognizer.transcribe([synthesize(frames)])[0])
     words = len(normalize(text).split())
     score = float(correct) - weights.wer_weight * (wer or 0.0) - weights.length_weight * max(0, words - weights.max_words)
     return Candidate(text, frames, correct, wer, words, score)
@@ -207,7 +197,7 @@ def answer_rates(model: Any, rows: Sequence[ManifestRow], manifest: str, media: 
 
 def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: Any, n: int, temperature: float,
                seed: int, weights: ScoreWeights, speech: bool = False, speech_in: bool = True,
-               synthesize: Callable[[torch.Tensor], tuple[np.ndarray, int]] | None = None,
+               synthesize: Callable[[torch.Tensor], Audio] | None = None,
                recognizer: Recognizer | None = None, log: Callable[[str], None] = print) -> list[dict]:
     """Preference rows (JSON objects) built from the model's best and worst of ``n`` sampled answers per prompt.
 

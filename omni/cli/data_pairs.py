@@ -31,7 +31,13 @@ def make_pairs_cmd(
     temperature: float = typer.Option(1.0, help="Sampling temperature."),
     seed: int = typer.Option(0, help="Sampling seed."),
     speech: bool = typer.Option(False, "--speech/--no-speech", help="Let the model answer in speech too and score the "
-                                                                    "ASR round trip (needs a speech decoder)."),
+                                                                    "ASR round trip (needs --checkpoint)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Bundle whose speech decoder renders spoken "
+                                                                      "answers for the round trip (with --speech)."),
+    voice: str | None = typer.Option(None, "--voice", help="Decoder voice (default: the bundle's first)."),
+    judge: str = typer.Option("pocketsphinx", "--judge", help="Round-trip recogniser: pocketsphinx, whisper, espnet."),
+    judge_model_dir: Path | None = typer.Option(None, "--judge-model-dir", help="Local model directory of a "
+                                                                                "whisper / espnet judge."),
     speech_in: bool = typer.Option(True, "--speech-in/--text-in", help="Prompts heard as speech or read as text."),
     max_rows: int = typer.Option(0, help="Use at most this many prompts (0: all)."),
     min_gap: float = typer.Option(0.5, help="Keep a prompt only when best and worst scores differ by this much."),
@@ -39,14 +45,22 @@ def make_pairs_cmd(
     """Sample N answers per prompt from the SFT model, score them (answer correctness, ASR-round-trip WER of
     spoken answers, length) and write best vs worst as chosen / rejected preference rows.
     """
-    from omni.align.pairs import ScoreWeights, make_pairs, write_rows
+    from omni.align.pairs import ScoreWeights, bundle_synthesizer, make_pairs, write_rows
 
-    if speech:  # the library takes synthesize= and recognizer= (PocketSphinxRecognizer) once a decoder exists
-        raise typer.BadParameter("--speech needs a speech decoder (codes -> waveform) to render the answers for the "
-                                 "ASR round trip, and this build has none yet (decoders/, issue 4); use --no-speech")
+    synthesize = recognizer = None
+    if speech:
+        from omni.eval.recognizers.base import RecognizerConfig, build_recognizer
+
+        if checkpoint is None:
+            raise typer.BadParameter("--speech needs --checkpoint BUNDLE: its speech decoder renders the spoken "
+                                     "answers for the ASR round trip")
+        synthesize = bundle_synthesizer(str(checkpoint), voice)
+        recognizer = build_recognizer(RecognizerConfig(name=judge, model_dir=str(judge_model_dir) if judge_model_dir
+                                                       else None), None)
     m, rows, media = _load(model, manifest, max_rows)
     pairs = make_pairs(m, rows, str(manifest), media, candidates, temperature, seed, ScoreWeights(min_gap=min_gap),
-                       speech_in=speech_in, log=typer.echo)
+                       speech=speech, speech_in=speech_in, synthesize=synthesize, recognizer=recognizer,
+                       log=typer.echo)
     write_rows(pairs, str(out))
     typer.echo(f"wrote {len(pairs)} pairs to {out}")
 
