@@ -97,10 +97,10 @@ def test_markdown_keeps_the_other_device_section(tmp_path):
     results = run_benchmarks(["ceilings"], ctx, log=lambda s: None)
     data = summary(results, ctx, "omni bench ceilings")
     md = tmp_path / "bench.md"
-    md.write_text("# old\n\n## CUDA\n\nCommand: gpu run\n\n| x |\n")
+    md.write_text("# old\n\n## CUDA\n\nCommand: gpu run\n\n| x |\n\n## Notes\n\nkept by hand\n")
     write_markdown(data, results, md)
     text = md.read_text()
-    assert "## CPU" in text and "## CUDA\n\nCommand: gpu run" in text
+    assert "## CPU" in text and "## CUDA\n\nCommand: gpu run" in text and "## Notes\n\nkept by hand" in text
     write_markdown(data, results, md)  # rewriting replaces the CPU section, never duplicates it
     assert md.read_text().count("## CPU") == 1
 

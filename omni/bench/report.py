@@ -9,7 +9,7 @@
      "goals": {"met": n, "not_met": n, "skipped": n}}
 
 ``bench.md`` keeps one section per device: writing the CPU results keeps an earlier GPU section (and vice
-versa), so one file holds both.
+versa), so one file holds both; a hand-written ``## Notes`` section (reading of the figures) is kept too.
 """
 
 from __future__ import annotations
@@ -98,10 +98,10 @@ def write_markdown(data: dict, results: list[BenchResult], path: Path) -> None:
     device = data["machine"]["device"].upper()
     sections = {}
     if path.exists():
-        for m in re.finditer(r"^## (CPU|CUDA)\n(.*?)(?=^## |\Z)", path.read_text(), flags=re.S | re.M):
+        for m in re.finditer(r"^## (CPU|CUDA|Notes)\n(.*?)(?=^## |\Z)", path.read_text(), flags=re.S | re.M):
             sections[m.group(1)] = f"## {m.group(1)}\n{m.group(2)}"
     sections[device] = markdown_section(data, results)
-    text = HEADER + "".join("\n" + sections[k].rstrip() + "\n" for k in ("CPU", "CUDA") if k in sections)
+    text = HEADER + "".join("\n" + sections[k].rstrip() + "\n" for k in ("CPU", "CUDA", "Notes") if k in sections)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
