@@ -27,28 +27,12 @@ from collections.abc import Callable
 
 import torch
 
-from omni.model import Message, OmniExample, OmniModel
-from omni.model.tiny import tiny_config, tiny_tokenizer
-
-SIZES = {
-    # name: (backbone hf_config overrides, audio head (hidden, heads, intermediate), codebook size)
-    "tiny": ({}, (32, 2, 64), None),
-    "100m": (dict(hidden_size=640, intermediate_size=1792, num_hidden_layers=12, num_attention_heads=10,
-                  num_key_value_heads=2, vocab_size=32000), (256, 4, 704), 1024),
-}
+from omni.bench.decode import SIZES, build_model, decode_runs
+from omni.model import OmniModel
 
 
 def build(size: str, device: str) -> OmniModel:
-    overrides, (hidden, heads, inter), codebook = SIZES[size]
-    cfg = tiny_config("qwen2", vision=False, **overrides)
-    cfg.audio_head.hidden_size, cfg.audio_head.num_heads, cfg.audio_head.intermediate_size = hidden, heads, inter
-    if codebook:
-        cfg.codebook_sizes = [codebook] * 8
-        cfg.audio_embed.embed_dim = 256
-    if device == "cuda":
-        cfg.backbone.dtype = "bfloat16"
-    torch.manual_seed(0)
-    return OmniModel.from_config(cfg, tokenizer=tiny_tokenizer()).to(device).eval()
+    return build_model(size, device, torch.bfloat16 if device == "cuda" else torch.float32)
 
 
 def timed(fn: Callable[[], object], device: str) -> float:
@@ -63,28 +47,10 @@ def timed(fn: Callable[[], object], device: str) -> float:
 
 def bench(size: str, device: str, n: int, repeats: int) -> dict[str, float]:
     model = build(size, device)
-    t = model.token_ids
-    prompt = model.encode([Message("user", "What is two plus three? Answer in speech, please.")],
-                          add_generation_prompt=True)
-    switch = torch.tensor([t.audio_gen_start])
-    speech = OmniExample(torch.cat([prompt.input_ids, switch]), torch.cat([prompt.labels, switch * 0 - 100]),
-                         prompt.audio_codes.reshape(0, 8), prompt.audio_target)
-    ids = prompt.input_ids.unsqueeze(0).to(device)
-    hidden = torch.randn(1, model.backbone.config.hidden_size, device=device, dtype=model.dtype)
-
-    runs = {
-        "hf generate": lambda: model.backbone.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-            do_sample=False, pad_token_id=t.pad, eos_token_id=list(t.eos)),
-        "omni text": lambda: model.generate(prompt, max_new_tokens=n, allow_audio=False, ignore_eos=True),
-        "omni audio": lambda: model.generate(speech, max_new_tokens=n, min_audio_frames=n, max_audio_frames=n,
-                                             ignore_eos=True),
-        "depth head": lambda: [model.audio_head.generate(hidden) for _ in range(n)],
-    }
+    runs, _ = decode_runs(model, n, device)
     with torch.no_grad():
         out = runs["omni audio"]()
         assert out.frames[0].shape[0] == n, "the audio run must produce n frames"
-        assert runs["hf generate"]().shape[1] == ids.shape[1] + n
         for fn in runs.values():  # warm-up
             fn()
         times: dict[str, list[float]] = {k: [] for k in runs}

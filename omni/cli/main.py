@@ -2,6 +2,7 @@
 
 import typer
 
+from omni.cli import bench as bench_cli
 from omni.cli import bundle as bundle_cli
 from omni.cli import config as config_cli
 from omni.cli import data as data_cli
@@ -27,6 +28,7 @@ app.add_typer(bundle_cli.app, name="bundle")
 app.command("serve")(serve_cli.serve_cmd)
 app.command("demo")(serve_cli.demo_cmd)
 app.add_typer(eval_cli.app, name="eval")
+app.command("bench")(bench_cli.bench_cmd)
 
 
 @app.command()

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
     "lm": "omni.text.lm:LMTrainConfig",
     "serve": "serve.config:ServeConfig",
+    "bench": "omni.bench.core:BenchConfig",
     "stage": "omni.training.stage:StageConfig",
     "recipe": "omni.training.pipeline:RecipeConfig",
     "dpo": "omni.align.config:DPOConfig",
