@@ -5,7 +5,9 @@ Objectives, all per utterance (each clip weighs the same, exact across processes
 * multi-scale mel reconstruction (L1 + L2) of the decoder's coarse and refined mel;
 * commitment loss of every RVQ level (``vector_quantize_pytorch``'s, a frame mean per micro-batch);
 * transcription: a frozen causal LM reads the quantized frames through an adapter and predicts the
-  transcript (per-token NLL averaged per utterance).
+  transcript (per-token NLL averaged per utterance);
+* optionally, CTC (:mod:`audio_tokenizer.ctc`): a light head spells the transcript's LM-tokenizer tokens
+  from the quantized frames alone (``ctc_weight``), which pushes the codes to carry what was said.
 
 The frozen LM lives in the task, not in the trained module, so checkpoints hold only the tokenizer and
 the adapter. Evaluation on the dev manifests reports mel error, transcription NLL and, per level, codebook
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audio_tokenizer.ctc import CTCHead, ctc_per_token
 from audio_tokenizer.data import (
     SpeechBatch,
     SpeechDataset,
@@ -66,6 +69,11 @@ class TokenizerTrainConfig:
                                    help="Time-pooling windows (mel frames) of the multi-scale mel loss.")
     mel_l2_weight: float = option(1.0, help="Weight of the squared error next to the absolute error in the mel loss.")
     encoder_lr: float | None = option(None, help="Learning rate of the Whisper encoder (null: optim.lr).")
+    ctc_weight: float = option(
+        0.0, help="Weight of the auxiliary CTC loss (per target token, per utterance) of a light head spelling the "
+        "transcript's LM-tokenizer tokens from the quantized frames; 0 disables it. Needs transcription.lm_path "
+        "(its tokenizer gives the targets).")
+    ctc_hidden: int = option(256, help="Hidden width of the CTC head (a 3-wide convolution, then a linear layer).")
     eval_batch_size: int = option(16, help="Clips per evaluation batch (per process).")
     eval_max_clips: int = option(0, help="Evaluate on at most this many dev clips (0: all).")
 
@@ -81,6 +89,10 @@ class TokenizerTrainConfig:
         check(self.encoder_lr is None or self.encoder_lr > 0, "encoder_lr", "must be > 0 or null")
         check(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
         check(self.eval_max_clips >= 0, "eval_max_clips", "must be >= 0")
+        check(self.ctc_weight >= 0, "ctc_weight", "must be >= 0")
+        check(self.ctc_weight == 0 or self.transcription.lm_path is not None, "ctc_weight",
+              "the CTC targets come from the transcription LM's tokenizer: set transcription.lm_path")
+        check(self.ctc_hidden >= 1, "ctc_hidden", "must be >= 1")
 
 
 @dataclass
@@ -89,20 +101,24 @@ class TrainForward:
 
     out: TokenizerOutput
     lm_audio: torch.Tensor | None  # (B, T, H_lm)
+    ctc_log_probs: torch.Tensor | None = None  # (B, T, V + 1)
 
 
 class TokenizerTrainModel(nn.Module):
     """What the loop trains: the tokenizer and, with the transcription objective, its LM adapter."""
 
-    def __init__(self, tokenizer: AudioTokenizer, adapter: TranscriptionAdapter | None = None):
+    def __init__(self, tokenizer: AudioTokenizer, adapter: TranscriptionAdapter | None = None,
+                 ctc_head: CTCHead | None = None):
         super().__init__()
         self.tokenizer = tokenizer
         self.adapter = adapter
+        self.ctc_head = ctc_head
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> TrainForward:
         """wav (B, S), lengths (B,) -> TrainForward."""
         out = self.tokenizer(wav, lengths)
-        return TrainForward(out, self.adapter(out.quantized) if self.adapter is not None else None)
+        return TrainForward(out, self.adapter(out.quantized) if self.adapter is not None else None,
+                            self.ctc_head(out.quantized, out.code_lengths) if self.ctc_head is not None else None)
 
 
 @dataclass
@@ -113,6 +129,7 @@ class LossTerms:
     text: torch.Tensor  # mean NLL per transcript token, 0 for a clip without transcript (unweighted)
     commitment: torch.Tensor
     total: torch.Tensor
+    ctc: torch.Tensor | None = None  # CTC loss per target token (unweighted), when the head is trained
 
 
 def loss_terms(fwd: TrainForward, batch: SpeechBatch, cfg: TokenizerTrainConfig, lm: FrozenLM | None) -> LossTerms:
@@ -130,7 +147,12 @@ def loss_terms(fwd: TrainForward, batch: SpeechBatch, cfg: TokenizerTrainConfig,
                                        context)
         text = nll / count.clamp_min(1)
     total = cfg.mel_weight * mel + commitment + cfg.transcription.weight * text
-    return LossTerms(mel, text, commitment, total)
+    ctc = None
+    if fwd.ctc_log_probs is not None:
+        ctc = ctc_per_token(fwd.ctc_log_probs, out.code_lengths, batch.text_ids, batch.text_lengths,
+                            blank=fwd.ctc_log_probs.shape[-1] - 1).loss
+        total = total + cfg.ctc_weight * ctc
+    return LossTerms(mel, text, commitment, total, ctc)
 
 
 class TokenizerTask:
@@ -150,12 +172,11 @@ class TokenizerTask:
         sizes = self.cfg.model.quantizer.codebook_sizes
         stats = {f"codebook/perplexity_{i}": codebook_perplexity(c)
                  for i, c in enumerate(code_counts(fwd.out.codes.detach(), sizes))}
-        return StepOutput(
-            loss=terms.total.sum(),
-            sums={"loss/mel": terms.mel.detach().sum(), "loss/text": terms.text.detach().sum(),
-                  "loss/commitment": terms.commitment.detach().sum()},
-            stats=stats,
-        )
+        sums = {"loss/mel": terms.mel.detach().sum(), "loss/text": terms.text.detach().sum(),
+                "loss/commitment": terms.commitment.detach().sum()}
+        if terms.ctc is not None:
+            sums["loss/ctc"] = terms.ctc.detach().sum()
+        return StepOutput(loss=terms.total.sum(), sums=sums, stats=stats)
 
 
 def param_groups(model: TokenizerTrainModel, cfg: TokenizerTrainConfig, log=print) -> list[dict]:
@@ -203,8 +224,9 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
     sizes = tok.codebook_sizes
     mine = items[acc.process_index::acc.num_processes]
     counts = [torch.zeros(k, dtype=torch.float64) for k in sizes]
-    # clips, sum of per-clip mel loss, |error| sum, mel values, text nll sum, text tokens, text-only nll sum
-    totals = torch.zeros(7, dtype=torch.float64)
+    # clips, sum of per-clip mel loss, |error| sum, mel values, text nll sum, text tokens, text-only nll sum,
+    # sum of per-clip CTC loss
+    totals = torch.zeros(8, dtype=torch.float64)
     example = None
     if mine:
         encode_text = partial(lm.encode_text, max_tokens=cfg.transcription.max_text_tokens) if lm is not None else None
@@ -223,7 +245,8 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
             text_only = text_only_nll(lm, batch) if lm is not None else torch.tensor(0.0)
             totals += torch.tensor([out.mel.shape[0], float(terms.mel.sum()), float(err),
                                     float(mask.sum()) * out.mel.shape[1], float(text_nll), float(text_tokens),
-                                    float(text_only)], dtype=torch.float64)
+                                    float(text_only), float(terms.ctc.sum()) if terms.ctc is not None else 0.0],
+                                   dtype=torch.float64)
             for c, new in zip(counts, code_counts(out.codes, sizes)):
                 c += new.double()
             if example is None:
@@ -241,6 +264,8 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
     if lm is not None and float(totals[5]) > 0:
         metrics["text_nll"] = float(totals[4]) / float(totals[5])
         metrics["text_nll_without_audio"] = float(totals[6]) / float(totals[5])
+    if model.ctc_head is not None:
+        metrics["ctc_loss"] = float(totals[7]) / clips
     for i, c in enumerate(counts):
         metrics[f"usage_{i}"] = codebook_usage(c)
         metrics[f"perplexity_{i}"] = codebook_perplexity(c)
@@ -309,7 +334,9 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
     tokenizer = AudioTokenizer(cfg.model)
     adapter = (TranscriptionAdapter(cfg.model.quantizer.dim, lm.hidden_size, cfg.transcription.adapter_hidden)
                if lm is not None else None)
-    model = TokenizerTrainModel(tokenizer, adapter)
+    ctc_head = (CTCHead(cfg.model.quantizer.dim, len(lm.tokenizer), cfg.ctc_hidden)
+                if lm is not None and cfg.ctc_weight > 0 else None)
+    model = TokenizerTrainModel(tokenizer, adapter, ctc_head)
     frame_seconds = tokenizer.samples_per_frame / tokenizer.sample_rate
     train_items, short, long = filter_by_length(manifest_speech(cfg.train_manifests), frame_seconds, cfg.max_seconds)
     if short or long:

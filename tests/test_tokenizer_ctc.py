@@ -1,0 +1,118 @@
+"""Auxiliary CTC objective of the tokenizer: the loss by hand, its gradient path, training and export."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+from audio_tokenizer.ctc import CTCHead, ctc_per_token
+from audio_tokenizer.data import SpeechDataset, collate_speech, manifest_speech
+from audio_tokenizer.model import AudioTokenizer
+from audio_tokenizer.train import TokenizerTask, TokenizerTrainModel, train_tokenizer
+from audio_tokenizer.transcription import FrozenLM, TranscriptionAdapter
+from omni.config.fields import FieldError
+from tests.helpers.speech_data import mini_corpus, one_thread, tiny_lm  # noqa: F401 (one_thread: fixture)
+from tests.test_tokenizer_training import make_config, scalars
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return mini_corpus(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory) -> Path:
+    return tiny_lm(tmp_path_factory)
+
+
+def test_ctc_by_hand():
+    """Two frames, one target token 'a' (class 0), blank = class 1: the alignments are (a,a), (a,-), (-,a), so
+    p = pa0*pa1 + pa0*pb1 + pb0*pa1; one token, so the per-token loss is -log p. The end-of-text id is dropped."""
+    probs = torch.tensor([[[0.7, 0.3], [0.4, 0.6]]])  # (B=1, T=2, V+1=2)
+    p = 0.7 * 0.4 + 0.7 * 0.6 + 0.3 * 0.4
+    res = ctc_per_token(probs.log(), torch.tensor([2]), torch.tensor([[0, 5]]), torch.tensor([2]), blank=1)
+    assert res.infeasible == 0 and float(res.loss[0]) == pytest.approx(-math.log(p), rel=1e-6)
+    # a transcript longer than the frames cannot align: scored 0 and counted; an empty one scores 0
+    res = ctc_per_token(probs.log(), torch.tensor([1]), torch.tensor([[0, 0, 5]]), torch.tensor([3]), blank=1)
+    assert res.infeasible == 1 and float(res.loss[0]) == 0.0
+    res = ctc_per_token(probs.log(), torch.tensor([2]), torch.tensor([[5]]), torch.tensor([1]), blank=1)
+    assert float(res.loss[0]) == 0.0
+
+
+def test_padding_does_not_change_a_clip_loss():
+    torch.manual_seed(0)
+    head = CTCHead(4, vocab_size=6, hidden=8)
+    q = torch.randn(2, 9, 4)
+    q[1, 6:] = 1e3  # padding frames of the second clip hold garbage
+    lengths = torch.tensor([9, 6])
+    lp = head(q, lengths)  # (2, 9, 7)
+    ids = torch.tensor([[1, 2, 3, 9], [4, 5, 9, 0]])  # end-of-text 9; second row padded
+    both = ctc_per_token(lp, lengths, ids, torch.tensor([4, 3]), blank=6).loss.detach()
+    alone = ctc_per_token(head(q[1:, :6]), torch.tensor([6]), ids[1:, :3], torch.tensor([3]), blank=6).loss.detach()
+    assert float(both[1]) == pytest.approx(float(alone[0]), rel=1e-5)
+
+
+def test_ctc_gradient_reaches_the_encoder(corpus, lm_dir):
+    cfg = make_config(corpus, lm_dir, Path("/unused"))
+    cfg.mel_weight, cfg.transcription.weight, cfg.ctc_weight = 0.0, 0.0, 1.0
+    lm = FrozenLM(lm_dir)
+    torch.manual_seed(0)
+    model = TokenizerTrainModel(AudioTokenizer(cfg.model), TranscriptionAdapter(16, lm.hidden_size),
+                                CTCHead(16, len(lm.tokenizer), 32)).train()
+    data = SpeechDataset(manifest_speech(cfg.train_manifests)[:4], 16000, lambda t: lm.encode_text(t, 64))
+    out = TokenizerTask(cfg, lm).compute_loss(model, collate_speech([data[i] for i in range(4)]), "main")
+    assert out.sums["loss/ctc"] > 0
+    out.loss.backward()
+    conv = model.tokenizer.encoder.whisper.conv1.weight.grad
+    assert conv is not None and float(conv.abs().sum()) > 0
+    assert float(model.ctc_head.out.weight.grad.abs().sum()) > 0
+
+
+def test_ctc_alone_fits_a_batch(corpus, lm_dir):
+    """A few optimizer steps on the CTC term alone lower it on that batch: the loss and its gradient agree."""
+    cfg = make_config(corpus, lm_dir, Path("/unused"))
+    cfg.mel_weight, cfg.transcription.weight, cfg.ctc_weight = 0.0, 0.0, 1.0
+    lm = FrozenLM(lm_dir)
+    torch.manual_seed(0)
+    model = TokenizerTrainModel(AudioTokenizer(cfg.model), None, CTCHead(16, len(lm.tokenizer), 32)).train()
+    data = SpeechDataset(manifest_speech(cfg.train_manifests)[:4], 16000, lambda t: lm.encode_text(t, 64))
+    batch = collate_speech([data[i] for i in range(4)])
+    task = TokenizerTask(cfg, lm)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        out = task.compute_loss(model, batch, "main")
+        losses.append(float(out.sums["loss/ctc"]))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert losses[0] > 0 and losses[-1] < 0.7 * losses[0], losses
+
+
+def test_training_with_ctc_logs_it_and_exports_the_tokenizer_alone(corpus, lm_dir, tmp_path):
+    cfg = make_config(corpus, lm_dir, tmp_path / "run")
+    cfg.ctc_weight, cfg.ctc_hidden = 1.0, 32
+    run = train_tokenizer(cfg)
+    ctc = scalars(tmp_path / "run", "loss/ctc")
+    assert len(ctc) == 6 and all(math.isfinite(v) and v > 0 for v in ctc)
+    assert "eval/ctc_loss" in run.metrics or "ctc_loss" in run.metrics
+    saved = AudioTokenizer.from_pretrained(run.final_dir)  # the head is a training auxiliary, not exported
+    assert not any("ctc" in n for n, _ in saved.named_parameters())
+
+
+def test_ctc_needs_the_lm_tokenizer(corpus, tmp_path):
+    with pytest.raises(FieldError, match="ctc_weight"):
+        cfg = make_config(corpus, None, tmp_path)
+        cfg.ctc_weight = 1.0
+        cfg.__post_init__()
