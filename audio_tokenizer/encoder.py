@@ -88,7 +88,7 @@ def load_whisper_encoder(path: str | Path, attn_implementation: str = "sdpa") ->
     try:
         encoder, info = WhisperEncoder.from_pretrained(
             str(path), local_files_only=True, key_mapping=_ENCODER_KEYS, output_loading_info=True,
-            attn_implementation=attn_implementation)
+            attn_implementation=attn_implementation, use_safetensors=True)
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("embed_positions"))

@@ -354,6 +354,8 @@ class AudioTokenizer(nn.Module):
         """
         from safetensors.torch import save_model
 
+        from omni.integrity import write_checksums
+
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -364,6 +366,7 @@ class AudioTokenizer(nn.Module):
         self.encoder.whisper.config.to_json_file(str(tmp / WHISPER_CONFIG_FILE))
         self.cfg.frontend.feature_extractor().save_pretrained(str(tmp))
         save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "kind": "audio_tokenizer"})
+        write_checksums(tmp)
         old = path.with_name(f".{path.name}.{os.getpid()}.old")
         if path.exists():
             os.replace(path, old)
@@ -382,11 +385,14 @@ class AudioTokenizer(nn.Module):
         from safetensors.torch import load_model
         from transformers import WhisperConfig
 
+        from omni.integrity import verify_checksums
+
         path = Path(path)
         for name in (CONFIG_FILE, WHISPER_CONFIG_FILE, WEIGHTS_FILE):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path}: not a saved audio tokenizer ({name} missing; write one with "
                                         "'omni train tokenizer' or AudioTokenizer.save_pretrained)")
+        verify_checksums(path)
         data = json.loads((path / CONFIG_FILE).read_text())
         data.pop("kind", None)
         cfg = from_data(AudioTokenizerConfig, data, source=str(path / CONFIG_FILE))

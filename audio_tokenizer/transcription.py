@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from omni.config import check, option
+from omni.integrity import verify_checksums
 from omni.text.losses import token_nll
 
 
@@ -79,7 +80,8 @@ class FrozenLM:
                                     "with 'omni train lm', models are never downloaded)")
         self.path = path
         self.tokenizer = load_tokenizer(path)
-        self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True,
+        verify_checksums(path)
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
                                                           dtype=getattr(torch, dtype))
         self.model.requires_grad_(False)
         self.model.eval()

@@ -2,7 +2,8 @@
 
 ``config.json`` holds ``{"kind": ..., "config": {...}}``: the model's config
 dataclass as plain data, validated on load like a YAML config. Loading never
-downloads anything: a missing directory or file is a clear error naming it.
+downloads anything: a missing directory or file is a clear error naming it; the
+weights are checked against ``checksums.json`` (:mod:`omni.integrity`) first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from omni.config import from_data, to_data
+from omni.integrity import verify_checksums, write_checksums
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -35,6 +37,7 @@ def save_pretrained(directory: str | os.PathLike, module: torch.nn.Module, cfg: 
     tmp = out / f".{CONFIG}.tmp"
     tmp.write_text(json.dumps({"kind": kind, "config": to_data(cfg)}, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / CONFIG)
+    write_checksums(out)
     return out
 
 
@@ -66,6 +69,7 @@ def load_weights(directory: str | os.PathLike, module: torch.nn.Module, strict: 
     path = Path(directory) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing model weights")
+    verify_checksums(directory)
     result = module.load_state_dict(load_file(str(path)), strict=False)
     if strict and (result.missing_keys or result.unexpected_keys):
         raise ValueError(f"{path}: weights do not match the config (missing {result.missing_keys[:5]}, "

@@ -12,8 +12,11 @@ route                                  does
 =====================================  ============================================================
 
 Errors are ``{"error": {"message", "type", "param", "code"}}`` with a 4xx status (5xx for
-server faults and 503 when busy), as OpenAI's API answers. With an API key set, ``/v1``
-routes need ``Authorization: Bearer KEY``.
+server faults, 503 when busy, 504 past ``generation_timeout_s``, 429 when one client has more
+than ``max_requests_per_client`` requests in flight), as OpenAI's API answers. With an API key set,
+``/v1`` routes need ``Authorization: Bearer KEY`` (compared in constant time). The server never
+opens a path a client sends: audio and images arrive as bytes (uploads, base64, data: URLs);
+uploads are written to a private (0700) temp directory and deleted after decoding.
 """
 
 from __future__ import annotations
@@ -116,6 +119,38 @@ class BodyLimit:
                 await too_large(scope, receive, send)
 
 
+class ClientLimit:
+    """ASGI middleware: at most ``limit`` /v1 requests in flight per client address (HTTP 429 beyond).
+
+    A request counts until its response is fully sent (streamed replies included).
+    """
+
+    def __init__(self, app, limit: int, prefix: str = "/v1"):
+        self.app, self.limit, self.prefix = app, limit, prefix
+        self.active: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.limit or not scope["path"].startswith(self.prefix):
+            return await self.app(scope, receive, send)
+        client = (scope.get("client") or ("unknown", 0))[0]
+        with self._lock:
+            n = self.active.get(client, 0)
+            if n < self.limit:
+                self.active[client] = n + 1
+        if n >= self.limit:
+            refused = error_response(429, f"too many requests in flight from this client ({n}; limit "
+                                          f"{self.limit}); wait for one to finish", "too_many_requests")
+            return await refused(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            with self._lock:
+                self.active[client] -= 1
+                if not self.active[client]:
+                    del self.active[client]
+
+
 class AudioCache:
     """The assistant turns of recent audio replies, by audio id (so a later request can cite them)."""
 
@@ -200,6 +235,7 @@ def build_api(engine: SpeechChat) -> FastAPI:
             return to_error(e)
 
     app.add_middleware(BodyLimit, max_bytes=cfg.max_request_bytes)
+    app.add_middleware(ClientLimit, limit=cfg.max_requests_per_client)
 
     def check_model(model: str | None) -> None:
         if model and model != cfg.model_name and model not in ("tts-1", "whisper-1", "gpt-4o-audio-preview"):

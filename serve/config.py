@@ -30,6 +30,10 @@ class ServeConfig:
     concurrency: int = option(2, help="Replies generated at the same time (the rest wait in the queue).")
     queue_size: int = option(32, help="Requests that may wait for a free slot; more are refused (HTTP 503).")
     queue_timeout_s: float = option(120.0, help="Longest wait for a free slot before an HTTP request gets 503.")
+    max_requests_per_client: int = option(
+        4, help="/v1 requests one client address may have in flight at once; more get HTTP 429 (0: no limit).")
+    generation_timeout_s: float = option(
+        300.0, help="Longest time one reply may generate; a longer one is stopped and gets HTTP 504.")
     max_request_bytes: int = option(25_000_000, help="Largest accepted HTTP request body (uploads, base64 audio).")
     max_audio_seconds: float = option(60.0, help="Longest accepted input audio, in seconds.")
     min_audio_seconds: float = option(0.1, help="Shortest accepted input audio (the tokenizer needs >= 80 ms).")
@@ -79,6 +83,8 @@ class ServeConfig:
         check(self.concurrency >= 1, "concurrency", "must be >= 1")
         check(self.queue_size >= 0, "queue_size", "must be >= 0")
         check(self.queue_timeout_s > 0, "queue_timeout_s", "must be > 0")
+        check(self.max_requests_per_client >= 0, "max_requests_per_client", "must be >= 0 (0: no limit)")
+        check(self.generation_timeout_s > 0, "generation_timeout_s", "must be > 0")
         check(self.max_request_bytes >= 1024, "max_request_bytes", "must be >= 1024")
         check(0 < self.min_audio_seconds < self.max_audio_seconds, "min_audio_seconds",
               "must be > 0 and below max_audio_seconds")

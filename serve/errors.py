@@ -39,3 +39,22 @@ class EngineBusy(ServeError):
 
     def __init__(self, message: str):
         super().__init__(message, code="server_busy")
+
+
+class GenerationTimeout(ServeError):
+    """A reply ran past ``generation_timeout_s`` and was stopped (HTTP 504)."""
+
+    status = 504
+    type = "server_error"
+
+    def __init__(self, message: str):
+        super().__init__(message, code="generation_timeout")
+
+
+class TooManyRequests(ServeError):
+    """One client has too many requests in flight (HTTP 429)."""
+
+    status = 429
+
+    def __init__(self, message: str):
+        super().__init__(message, code="too_many_requests")

@@ -6,11 +6,14 @@ Every problem is an :class:`~serve.errors.InputError` or ``AudioError`` naming t
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import io
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +40,20 @@ def decode_base64(data: str, param: str) -> bytes:
         raise InputError(f"{param}: not valid base64", param=param) from None
 
 
+_UPLOAD_DIR: Path | None = None
+_UPLOAD_LOCK = threading.Lock()
+
+
+def upload_dir() -> Path:
+    """This process's private directory for uploads being decoded (mode 0700, removed at exit)."""
+    global _UPLOAD_DIR
+    with _UPLOAD_LOCK:
+        if _UPLOAD_DIR is None or not _UPLOAD_DIR.is_dir():
+            _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="omni-uploads-"))  # mkdtemp: 0700, owner only
+            atexit.register(shutil.rmtree, _UPLOAD_DIR, True)
+        return _UPLOAD_DIR
+
+
 def audio_from_bytes(engine, data: bytes, name: str, suffix: str = "wav") -> tuple[np.ndarray, int]:
     """Decode uploaded audio bytes (any format ffmpeg or libsndfile reads) with the engine's limits.
 
@@ -52,7 +69,8 @@ def audio_from_bytes(engine, data: bytes, name: str, suffix: str = "wav") -> tup
         if len(data) % 2:
             raise AudioError(name, "pcm16 data must have an even number of bytes")
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0, 24000
-    fd, path = tempfile.mkstemp(suffix=f".{suffix if suffix in AUDIO_SUFFIXES else 'bin'}", prefix="omni-upload-")
+    fd, path = tempfile.mkstemp(suffix=f".{suffix if suffix in AUDIO_SUFFIXES else 'bin'}", prefix="upload-",
+                                dir=upload_dir())
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -44,7 +44,7 @@ from omni.model import Image as ImagePart
 from omni.model import Text as TextPart
 from serve.audio_stream import FrameDecoder, SpeechChunk
 from serve.config import ChatSettings, ServeConfig
-from serve.errors import EngineBusy, InputError
+from serve.errors import EngineBusy, GenerationTimeout, InputError
 from serve.speech_policy import GenerationCancelled, SpeechSwitch, sentence_end_mask
 from serve.voices import VoiceBook
 
@@ -428,8 +428,16 @@ class _ReplyRun:
             self.decoder = FrameDecoder(chat.decoder, chat.voices.resolve(settings.voice),
                                         on_chunk=lambda c: self.out.put(("audio", c)),
                                         on_error=lambda e: self.out.put(("error", e)), stream=chat.cfg.stream_audio)
+        self.timed_out = False
+        self.timer = threading.Timer(chat.cfg.generation_timeout_s, self._timeout)
+        self.timer.daemon = True
         self.thread = threading.Thread(target=self._llm, name="omni-llm", daemon=True)
         self.thread.start()
+        self.timer.start()
+
+    def _timeout(self) -> None:
+        self.timed_out = True
+        self.cancel.set()  # the speech policy stops the LLM at its next step, the decoder is cancelled
 
     def _llm(self) -> None:
         """LLM thread: stream events, feed frames to the decoder, collect the assistant turn."""
@@ -497,9 +505,13 @@ class _ReplyRun:
                     raise payload[0]
                 else:
                     reason, parts, steps = payload
+                    if self.timed_out and reason == "cancelled":
+                        raise GenerationTimeout(f"the reply took longer than generation_timeout_s "
+                                                f"({self.chat.cfg.generation_timeout_s:g} s) and was stopped")
                     yield ReplyDone(self._finish(reason, parts, steps, chunks))
                     return
         finally:
+            self.timer.cancel()
             self.cancel.set()  # a consumer that stops early (client gone, stop button) stops the threads
 
     def _finish(self, reason: str, parts: list, steps: int, chunks: list[np.ndarray]) -> Reply:

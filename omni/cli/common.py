@@ -11,11 +11,13 @@ import typer
 
 from omni.audio.io import AudioError
 from omni.config import ConfigError
+from omni.training.checkpoint import CheckpointWriteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors caused by the user's input: printed as one line, exit code 2, no traceback.
-USER_ERRORS = (ConfigError, AudioError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError)
+USER_ERRORS = (ConfigError, AudioError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError,
+               CheckpointWriteError)
 
 
 def user_errors(fn: F) -> F:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tempfile
@@ -190,6 +191,10 @@ def _content_problems(row: ManifestRow) -> list[str]:
             p.append(f"{ref.where}: negative offset {ref.offset}")
         if ref.duration is not None and ref.duration <= 0:
             p.append(f"{ref.where}: duration must be > 0, got {ref.duration}")
+        for name in ("offset", "duration"):  # NaN passes every comparison; inf is no length
+            value = getattr(ref, name)
+            if value is not None and not math.isfinite(value):
+                p.append(f"{ref.where}: {name} must be a finite number, got {value}")
     if row.language is not None and not _LANG.match(row.language):
         p.append(f"language: expected an ISO 639 code like 'en', got '{row.language}'")
     if row.target_language is not None and not _LANG.match(row.target_language):

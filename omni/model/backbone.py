@@ -27,6 +27,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from omni.config import check, option
+from omni.integrity import verify_checksums
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -121,8 +122,10 @@ def build_backbone(cfg: BackboneConfig, vocab_size: int | None = None,
     dtype = DTYPES[cfg.dtype]
     if hf_config is None and cfg.path:
         path = local_dir(cfg.path, "backbone.path")
+        verify_checksums(path)  # when the directory has a checksums.json (an 'omni train lm' export)
         return AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=dtype, attn_implementation=cfg.attn_implementation
+            str(path), local_files_only=True, dtype=dtype, attn_implementation=cfg.attn_implementation,
+            use_safetensors=True,
         )
     config = hf_config if hf_config is not None else backbone_hf_config(cfg, vocab_size)
     config._attn_implementation = cfg.attn_implementation

@@ -11,7 +11,8 @@ Layout written by :func:`save_pretrained`::
 
 The saved transformers configs are the source of truth on load: the model is
 rebuilt from them (no pretrained directory is read again) and the weights
-are loaded strictly. Tensors shared by several names (tied LM head and
+are loaded strictly. ``checksums.json`` (sha256 of every weights file,
+:mod:`omni.integrity`) is verified before the weights are read. Tensors shared by several names (tied LM head and
 embedding) are stored once. Saving writes a temporary sibling directory and
 renames it into place, so an interrupted save never leaves a half-written
 model. Loading only reads local directories; a hub id is a clear error.
@@ -31,6 +32,7 @@ from transformers import CONFIG_MAPPING
 from transformers.models.qwen2_vl.configuration_qwen2_vl import Qwen2VLVisionConfig
 
 from omni.config import from_data, to_data
+from omni.integrity import verify_checksums, write_checksums
 from omni.model.backbone import ModelLoadError, build_backbone, local_dir
 from omni.model.config import OmniModelConfig
 from omni.model.model import OmniModel
@@ -81,6 +83,7 @@ def save_pretrained(model: OmniModel, path: str | os.PathLike, max_shard_size: s
         save_torch_state_dict(state, tmp, max_shard_size=max_shard_size)
         model.tokenizer.save_pretrained(str(tmp))
         (tmp / CONFIG_FILE).write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        write_checksums(tmp)
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         if path.exists():
             path.rename(old)
@@ -97,10 +100,12 @@ def load_pretrained(path: str | os.PathLike) -> OmniModel:
         ModelLoadError: ``path`` is not a local omni model directory (hub ids are never downloaded).
         ConfigError: the saved config does not validate.
         ValueError: the weights do not fit the saved config.
+        IntegrityError: a weights file does not match ``checksums.json`` (truncated, corrupted, tampered).
     """
     from omni.text.tokenizer import load_tokenizer
 
     path = local_dir(path, "omni model", must_contain=CONFIG_FILE)
+    verify_checksums(path)
     try:
         data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from omni.config import check, option
+from omni.integrity import verify_checksums, write_checksums
 from omni.text.losses import token_nll
 from omni.training.config import LoopConfig, OptimConfig
 from omni.training.trainer import StepOutput, TrainContext, TrainResult
@@ -190,7 +191,8 @@ def build_lm(cfg: LMTrainConfig, tokenizer: Any) -> nn.Module:
         path = Path(cfg.init_from)
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path}: language model directory not found (init_from; models are never downloaded)")
-        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+        verify_checksums(path)
+        return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     m = cfg.model
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
@@ -285,6 +287,7 @@ def train_lm(cfg: LMTrainConfig) -> LMRun:
         shutil.rmtree(tmp, ignore_errors=True)
         unwrapped.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+        write_checksums(tmp)
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.replace(model_dir)
         state.print(f"saved the LM and its tokenizer to {model_dir}")

@@ -47,6 +47,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm import tqdm
 
+from omni.integrity import write_atomic
 from omni.training.checkpoint import STATE_FILE, CheckpointManager
 from omni.training.config import LoopConfig
 from omni.training.sampler import BatchPlan, GlobalBatchSampler, IndexPlan
@@ -205,9 +206,8 @@ class Trainer:
         prepared = self.acc.prepare(model, *[optimizers[p] for p in task.phases])
         self.model, self.optimizers = prepared[0], dict(zip(task.phases, prepared[1:]))
         self.schedulers = schedulers or {}
-        for sched in self.schedulers.values():
-            self.acc.register_for_checkpointing(sched)
-        self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints)
+        # schedulers are saved as JSON by the checkpoint manager (accelerate would pickle them)
+        self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints, self.schedulers)
         self.plan: BatchPlan = batches or IndexPlan(GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed))
         self._stop = False
 
@@ -401,9 +401,7 @@ class Trainer:
                  "data_position": self.plan.position(step), "metrics": metrics, "complete": complete}
         self.ckpt.save(self.acc, step, state)
         if self.acc.is_main_process:
-            tmp = self.run_dir / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps({**state, "step": step}, indent=2) + "\n", encoding="utf-8")
-            tmp.replace(self.run_dir / STATE_FILE)
+            write_atomic(self.run_dir / STATE_FILE, (json.dumps({**state, "step": step}, indent=2) + "\n").encode())
 
 
 def _params(opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:

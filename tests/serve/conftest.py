@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Overrides of the live server: short replies (tiny random model), small limits to test them.
 SERVER_OVERRIDES = ["default_max_tokens=40", "max_tokens=64", "torch_threads=1", "max_audio_seconds=5",
-                    "max_request_bytes=1500000", "concurrency=2", "queue_timeout_s=120"]
+                    "max_request_bytes=1500000", "concurrency=2", "queue_timeout_s=120", "max_requests_per_client=16"]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ class WhisperRecognizer:
         self.cfg = cfg
         try:
             self.processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
-            self.model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True)
+            self.model = WhisperForConditionalGeneration.from_pretrained(path, local_files_only=True,
+                                                                         use_safetensors=True)
         except OSError as e:
             raise FileNotFoundError(f"{path}: not a Whisper model directory ({str(e).splitlines()[0]})") from None
         self.model = self.model.to(cfg.device).eval()
