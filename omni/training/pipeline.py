@@ -68,12 +68,18 @@ class RecipeConfig:
                                                              "(e.g. loop.max_steps=5 for a smoke run).")
     paths: dict[str, str] = option(default_factory=dict, help="Path prefix -> replacement ({root} = output_root), "
                                                               "applied to every string of every step's config.")
+    final_overrides: list[str] = option(default_factory=list, help="Dotted overrides applied to every training step "
+                                                                   "after its own (a smoke variant's step counts).")
+    step_overrides: dict[str, list[str]] = option(default_factory=dict, help="Step name -> dotted overrides applied "
+                                                                             "last (a smoke variant's data sizes).")
 
     def __post_init__(self) -> None:
         check(bool(self.output_root.strip()), "output_root", "must be set")
         check(bool(self.stages), "stages", "needs at least one stage")
         names = [s.name for s in self.stages]
         check(len(set(names)) == len(names), "stages", f"stage names must be unique, got {names}")
+        unknown = sorted(set(self.step_overrides) - set(names))
+        check(not unknown, "step_overrides", f"names no step: {unknown}")
 
 
 @dataclass
@@ -136,8 +142,11 @@ def load_stage_config(entry: RecipeStage, recipe: RecipeConfig, prev: StageOutco
     kind = data.get("kind") if isinstance(data, dict) else None
     spec = step_kind(str(kind), entry.name)
     overrides = [expand(o, recipe) for o in entry.overrides]
+    last = [expand(o, recipe) for o in recipe.step_overrides.get(entry.name, [])]
     if spec.training:
-        overrides = [*recipe.overrides, *overrides, f"loop.output_dir={run_dir}"]
+        overrides = [*recipe.overrides, *overrides, *recipe.final_overrides, *last, f"loop.output_dir={run_dir}"]
+    else:
+        overrides = [*overrides, *last]
     cfg = load_config(entry.config, config_class(str(kind)), overrides=overrides)
     if recipe.paths:
         paths = {k: expand(v, recipe) for k, v in recipe.paths.items()}

@@ -115,7 +115,7 @@ def _corpus(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     from omni.data.synth.corpus import build_corpus
 
     s = build_corpus(cfg, run_dir, progress=False)
-    return StepResult(run_dir, summary={"utterances": s.utterances, "hours": round(s.hours, 3), "manifests": s.manifests})
+    return StepResult(run_dir, summary={"rendered": s.rendered, "hours": round(s.hours, 3), "manifests": s.manifests})
 
 
 def _images(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
@@ -147,7 +147,7 @@ def _code_cache(cfg: CodeCacheConfig, run_dir: Path, inputs: dict[str, str]) -> 
     for m in cfg.manifests:
         r = tokenize_manifest(m, cfg.tokenizer, shard_size=cfg.shard_size, batch_seconds=cfg.batch_seconds,
                               workers=cfg.workers, device=cfg.device, progress=False, log=lambda s: None)
-        outs[m] = {"out": str(r.out), "clips": r.clips, "skipped": len(r.skipped)}
+        outs[m] = {"out": str(r.manifest), "clips": r.clips, "skipped": len(r.skipped)}
     return StepResult(run_dir, summary={"manifests": outs})
 
 
