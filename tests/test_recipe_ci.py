@@ -28,12 +28,14 @@ def test_score_answers_counts_whole_word_key_matches():
     from omni.data.manifest import ManifestRow
 
     rows = [ManifestRow(id=str(i), task="spoken_qa", text="q", meta=m) for i, m in enumerate(
-        [{"answer_key": "blue", "question_kind": "color"}, {"answer_key": "3", "question_kind": "count"},
+        [{"answer_key": "blue", "question_kind": "color"}, {"answer_key": "three", "question_kind": "count"},
          {"answer_key": "twenty", "question_kind": "count"}, {}])]
-    s = score_answers(rows, ["It is blue.", "three", "twenty one", "whatever"])
-    assert (s.correct, s.scored, s.unscored) == (1, 3, 1)  # "3" != "three" as words; "twenty" not in "twenty one"
+    s = score_answers(rows, ["It is Blue.", "threefold", "twenty one", "whatever"])
+    assert (s.correct, s.scored, s.unscored) == (1, 3, 1)  # whole words only; "twenty" is not in "twenty one"
+    assert s.accuracy == 1 / 3
     assert s.by_group == {"color": {"accuracy": 1.0, "correct": 1, "scored": 1},
                           "count": {"accuracy": 0.0, "correct": 0, "scored": 2}}
+    assert score_answers(rows[1:2], ["there are three"]).correct == 1
 
 
 def test_tiny_recipe_lists_every_step_kind():

@@ -31,9 +31,10 @@ atomically after the runner returns (each builder also resumes on its own where 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omni.config import check, option
 
