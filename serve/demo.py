@@ -17,7 +17,7 @@ RECIPE = ROOT / "configs" / "recipes" / "tiny.yaml"
 DEMO_CHECKPOINT = ROOT / "runs" / "tiny" / "bundle"
 
 
-def ensure_demo_checkpoint(path: str | Path | None = None, recipe: Path = RECIPE) -> Path:
+def ensure_demo_checkpoint(path: str | Path | None = None, recipe: Path | None = None) -> Path:
     """The bundle to serve: ``path`` (default :data:`DEMO_CHECKPOINT`), built with the tiny recipe when missing.
 
     Raises:
@@ -25,6 +25,7 @@ def ensure_demo_checkpoint(path: str | Path | None = None, recipe: Path = RECIPE
         RuntimeError: the recipe ran but failed or left no bundle.
     """
     path = Path(path) if path else DEMO_CHECKPOINT
+    recipe = Path(recipe) if recipe else RECIPE  # looked up at call time (tests point it elsewhere)
     if (path / "bundle.yaml").is_file():
         return path
     if not recipe.is_file():

@@ -55,5 +55,6 @@ def pipeline_cmd(
     if int(os.environ.get("RANK", "0")):
         return
     for o in outcomes:
-        state = "skipped (finished earlier)" if o.skipped else (f"step {o.step}" if o.complete else f"stopped at step {o.step}")
+        done = f"step {o.step}" if o.step is not None else f"done in {o.seconds or 0:.1f} s"
+        state = "skipped (finished earlier)" if o.skipped else (done if o.complete else f"stopped at step {o.step}")
         typer.echo(f"  {o.name:<24} {state:<28} {o.output or o.run_dir}")

@@ -32,6 +32,11 @@ KINDS: dict[str, str] = {
     "stage": "omni.training.stage:StageConfig",
     "recipe": "omni.training.pipeline:RecipeConfig",
     "dpo": "omni.align.config:DPOConfig",
+    "code_cache": "omni.training.recipe_steps:CodeCacheConfig",
+    "bundle_assemble": "omni.training.recipe_steps:AssembleConfig",
+    "make_pairs": "omni.training.recipe_steps:PairsConfig",
+    "eval_qa": "omni.eval.qa:QaEvalConfig",
+    "recipe_report": "omni.eval.recipe_report:RecipeReportConfig",
 }
 
 

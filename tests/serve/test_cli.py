@@ -22,7 +22,10 @@ def test_serve_without_a_bundle_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_demo_without_bundle_or_recipe_says_how_to_build_one(tmp_path):
+def test_demo_without_bundle_or_recipe_says_how_to_build_one(tmp_path, monkeypatch):
+    import serve.demo
+
+    monkeypatch.setattr(serve.demo, "RECIPE", tmp_path / "no_recipe.yaml")  # never train the real tiny recipe here
     result = CliRunner().invoke(app, ["demo", "--checkpoint", str(tmp_path / "ckpt")])
     assert result.exit_code != 0
     text = " ".join(result.output.split())

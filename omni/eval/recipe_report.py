@@ -1,0 +1,158 @@
+"""The recipe's one report: every evaluation's headline numbers against the goals, step wall times, plots.
+
+Reads the ``report.json`` of each evaluation step (``omni eval`` layout; ``eval_qa``'s own) and the
+pipeline's step log (``<output_root>/pipeline_steps.json``) and writes ``report.json``, ``report.md`` and
+``figures/{metrics,step_times}.png`` into the report step's directory.
+
+Headline metrics per evaluation task: ``asr`` -> ``wer``, ``cer``; ``tts`` -> ``wer`` (judge on the model's
+speech), ``reference_wer`` (judge on the reference audio), ``wer_ratio`` (their ratio, the intelligibility
+bar); ``qa`` -> ``accuracy``. A goal names ``<eval name>.<metric>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omni.config import check, option
+
+
+@dataclass
+class RecipeReportConfig:
+    """``kind: recipe_report``: gather the evaluations of a recipe into one Markdown + JSON report."""
+
+    title: str = option("Recipe report", help="Heading of the report.")
+    evals: dict[str, str] = option(default_factory=dict, help="Evaluation name -> its step directory (report.json).")
+    steps_file: str | None = option(None, help="The pipeline's step log (<output_root>/pipeline_steps.json); null: none.")
+    max_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the most it may be.")
+    min_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the least it may be.")
+    wav_samples: int = option(4, help="Sample wavs of speech evaluations listed per evaluation.")
+
+    def __post_init__(self) -> None:
+        for name in ("max_goals", "min_goals"):
+            for key in getattr(self, name):
+                check(key.split(".", 1)[0] in self.evals and "." in key, name,
+                      f"'{key}' must be '<eval>.<metric>' with <eval> one of {sorted(self.evals)}")
+        check(self.wav_samples >= 0, "wav_samples", "must be >= 0")
+
+
+def headline(report: dict[str, Any]) -> dict[str, float | None]:
+    """The headline metrics of one evaluation report (see the module docstring)."""
+    t = report.get("totals", {})
+    task = report.get("task")
+    if task == "qa":
+        return {"accuracy": t.get("accuracy"), "scored": t.get("scored")}
+    out = {"wer": t.get("wer"), "cer": t.get("cer"), "scored": t.get("scored")}
+    if task == "tts":
+        ref = (report.get("references") or {}).get("wer")
+        out["reference_wer"] = ref
+        out["wer_ratio"] = (t["wer"] / ref) if ref and t.get("wer") is not None else None
+    return out
+
+
+def check_goals(metrics: dict[str, dict[str, Any]], cfg: RecipeReportConfig) -> list[dict[str, Any]]:
+    """One row per goal: value, target, met (None when the metric is missing)."""
+    rows = []
+    for goals, op in ((cfg.max_goals, "<="), (cfg.min_goals, ">=")):
+        for key, target in goals.items():
+            name, metric = key.split(".", 1)
+            value = metrics.get(name, {}).get(metric)
+            met = None if value is None else (value <= target if op == "<=" else value >= target)
+            rows.append({"goal": key, "op": op, "target": target, "value": value, "met": met})
+    return rows
+
+
+def _plots(metrics: dict[str, dict[str, Any]], steps: list[dict[str, Any]], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    bars = [(f"{n}.{m}", v) for n, ms in metrics.items() for m, v in ms.items()
+            if m in ("wer", "accuracy", "reference_wer") and v is not None]
+    if bars:
+        fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(bars)), 3.2))
+        ax.bar([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
+        ax.set_ylabel("rate")
+        ax.set_title("evaluations")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        fig.tight_layout()
+        files.append(out / "metrics.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    timed = [s for s in steps if s.get("seconds") is not None]
+    if timed:
+        fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(timed)), 3.2))
+        ax.bar([s["name"] for s in timed], [s["seconds"] / 60 for s in timed], color="tab:orange")
+        ax.set_ylabel("minutes")
+        ax.set_title(f"step wall time (total {sum(s['seconds'] for s in timed) / 60:.1f} min)")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        fig.tight_layout()
+        files.append(out / "step_times.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown(report: dict[str, Any], figures: list[str]) -> str:
+    """The report as Markdown."""
+    lines = [f"# {report['title']}", "", "## Goals", "", "| goal | value | target | met |", "|---|---:|---:|---|"]
+    for g in report["goals"]:
+        met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
+        lines.append(f"| {g['goal']} | {_fmt(g['value'])} | {g['op']} {g['target']} | {met} |")
+    lines += ["", "## Evaluations", "", "| evaluation | metric | value |", "|---|---|---:|"]
+    for name, ms in report["metrics"].items():
+        lines += [f"| {name} | {m} | {_fmt(v)} |" for m, v in ms.items()]
+    if report["samples"]:
+        lines += ["", "## Sample wavs", ""]
+        lines += [f"- {name}: " + ", ".join(f"`{p}`" for p in paths) for name, paths in report["samples"].items()]
+    if report["steps"]:
+        total = sum(s.get("seconds") or 0 for s in report["steps"])
+        lines += ["", f"## Steps (wall time {total / 60:.1f} min this run)", "", "| step | kind | state | seconds |",
+                  "|---|---|---|---:|"]
+        lines += [f"| {s['name']} | {s['kind']} | {s['state']} | {_fmt(s.get('seconds'))} |" for s in report["steps"]]
+    lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
+    return "\n".join(lines) + "\n"
+
+
+def write_recipe_report(cfg: RecipeReportConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``figures/`` under ``out_dir``; returns their paths.
+
+    Raises:
+        FileNotFoundError: an evaluation directory without report.json.
+    """
+    out = Path(out_dir)
+    metrics, samples = {}, {}
+    for name, d in cfg.evals.items():
+        path = Path(d) / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"evals.{name}: {path} not found (run that evaluation step first)")
+        metrics[name] = headline(json.loads(path.read_text(encoding="utf-8")))
+        wavs = sorted((Path(d) / "samples").rglob("*.wav"))[: cfg.wav_samples]
+        if wavs:
+            samples[name] = [str(w) for w in wavs]
+    steps = []
+    if cfg.steps_file and Path(cfg.steps_file).is_file():
+        steps = json.loads(Path(cfg.steps_file).read_text(encoding="utf-8"))
+    report = {"title": cfg.title, "goals": check_goals(metrics, cfg), "metrics": metrics, "samples": samples,
+              "steps": steps, "evals": dict(cfg.evals)}
+    figures = _plots(metrics, steps, out / "figures")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "report.json", "markdown": out / "report.md"}
+    for key, text in (("json", json.dumps(report, indent=2) + "\n"),
+                      ("markdown", markdown(report, [str(f.relative_to(out)) for f in figures]))):
+        tmp = files[key].with_name(files[key].name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, files[key])
+    return files
