@@ -82,3 +82,23 @@ def test_config_errors_name_the_field(manifests, tmp_path):
     cfg.init_from = str(tmp_path / "qwen2.5-0.5b")
     with pytest.raises(FileNotFoundError, match="tokenizer directory not found"):
         train_lm(cfg)
+
+
+@pytest.mark.parametrize("is_main", [True, False])
+@pytest.mark.parametrize("exists", [True, False])
+def test_every_rank_meets_the_tokenizer_barrier_once(manifests, tmp_path, monkeypatch, is_main, exists):
+    """Whatever a rank sees on disk (the main process may already have written the BPE when a slow rank
+    looks), it calls the barrier exactly once; a rank skipping it deadlocked the 2-process pipeline test."""
+    import accelerate
+
+    from omni.text import lm
+
+    calls = []
+    monkeypatch.setattr(accelerate, "PartialState", lambda: type("S", (), {"wait_for_everyone": lambda s: calls.append(1)})())
+    cfg = config(manifests, tmp_path)
+    texts = ["turn on the lights", "what time is it", "set an alarm"] * 20
+    if exists or not is_main:  # a non-main rank only ever reads a tokenizer the main process wrote
+        lm.lm_tokenizer(cfg, texts, tmp_path, is_main=True)
+        calls.clear()
+    tok = lm.lm_tokenizer(cfg, texts, tmp_path, is_main=is_main)
+    assert calls == [1] and len(tok) > 256

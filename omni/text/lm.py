@@ -212,14 +212,15 @@ def lm_tokenizer(cfg: LMTrainConfig, texts: list[str], run_dir: Path, is_main: b
         return load_tokenizer(cfg.tokenizer_path)
     if cfg.init_from is not None:
         return load_tokenizer(cfg.init_from)
-    saved = run_dir / TOKENIZER_DIR
-    if not (saved / "tokenizer.json").is_file():
-        if is_main:
-            tok = train_bpe_tokenizer(texts, vocab_size=cfg.vocab_size, min_frequency=cfg.bpe_min_frequency)
-            tok.save_pretrained(str(saved))
-        from accelerate import PartialState
+    from accelerate import PartialState
 
-        PartialState().wait_for_everyone()
+    saved = run_dir / TOKENIZER_DIR
+    if is_main and not (saved / "tokenizer.json").is_file():
+        tok = train_bpe_tokenizer(texts, vocab_size=cfg.vocab_size, min_frequency=cfg.bpe_min_frequency)
+        tok.save_pretrained(str(saved))
+    # every rank waits here exactly once: a rank that looked only after the main process had written the file
+    # must not skip the barrier (it would enter the next collective while the main process waits here)
+    PartialState().wait_for_everyone()
     return load_tokenizer(saved)
 
 
