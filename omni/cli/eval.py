@@ -54,20 +54,10 @@ def _round(x: float | None) -> str:
 
 def _finish(task: str, run: Any, cfg: Any, manifest: Path, system: str, out: Path, group_by: str,
             checkpoint: Path | None, judge: str | None, extra: dict | None, plots: bool) -> None:
-    from omni.config import to_data
-    from omni.eval.report import build_report, write_report
+    from omni.eval.report import finish_run
 
-    report = build_report(task, run.results, manifest=str(manifest), system=system, config=to_data(cfg),
-                          wall_seconds=run.wall_seconds, processes=run.processes,
-                          bucket_seconds=cfg.data.bucket_seconds, max_bucket_seconds=cfg.data.max_bucket_seconds,
-                          group_by=group_by, judge=judge, checkpoint=str(checkpoint) if checkpoint else None,
-                          extra=extra)
-    files = write_report(report, run.results, out, plots=plots)
-    if run.extra.get("reference_results"):
-        import json
-
-        (out / "references.jsonl").write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n"
-                                                      for r in run.extra["reference_results"]), encoding="utf-8")
+    report, files = finish_run(task, run, cfg, manifest, system, out, group_by, checkpoint=checkpoint, judge=judge,
+                               extra=extra, plots=plots)
     t = report["totals"]
     pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
     line = (f"{task} [{system}{', judge ' + judge if judge else ''}]: WER {pct(t['wer'])}, CER {pct(t['cer'])} "

@@ -94,6 +94,25 @@ def write_report(report: dict[str, Any], results: list[UtteranceResult], out_dir
     return ReportFiles(json_path, md_path, res_path, figures)
 
 
+def finish_run(task: str, run: Any, cfg: Any, manifest: str | Path, system: str, out_dir: str | Path,
+               group_by: str, *, checkpoint: str | Path | None = None, judge: str | None = None,
+               extra: dict | None = None, plots: bool = True) -> tuple[dict[str, Any], ReportFiles]:
+    """Build and write the report of a finished evaluation ``run`` (an ``EvalRun``) of config ``cfg``;
+    with reference results (TTS / tokenizer runs) also ``references.jsonl``. Main process only."""
+    from omni.config import to_data
+
+    report = build_report(task, run.results, manifest=str(manifest), system=system, config=to_data(cfg),
+                          wall_seconds=run.wall_seconds, processes=run.processes,
+                          bucket_seconds=cfg.data.bucket_seconds, max_bucket_seconds=cfg.data.max_bucket_seconds,
+                          group_by=group_by, judge=judge, checkpoint=str(checkpoint) if checkpoint else None,
+                          extra=extra)
+    files = write_report(report, run.results, out_dir, plots=plots)
+    if run.extra.get("reference_results"):
+        _atomic_write(Path(out_dir) / "references.jsonl", "".join(
+            json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in run.extra["reference_results"]))
+    return report, files
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 

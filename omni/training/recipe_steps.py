@@ -210,11 +210,10 @@ def _pairs(cfg: PairsConfig, run_dir: Path, inputs: dict[str, str]) -> StepResul
 
 def _eval_asr(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     from omni.bundle import load_bundle
-    from omni.config import to_data
     from omni.eval.asr import evaluate_asr
     from omni.eval.parallel import dist_context
     from omni.eval.recognizers import build_recognizer
-    from omni.eval.report import build_report, write_report
+    from omni.eval.report import finish_run
 
     manifest = _need(inputs, "manifest", "eval_asr")
     checkpoint = inputs.get("checkpoint")
@@ -225,20 +224,15 @@ def _eval_asr(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     rec = build_recognizer(cfg.recognizer, bundle)
     run = evaluate_asr(cfg, manifest, rec, ctx)
     if ctx.is_main:
-        report = build_report("asr", run.results, manifest=manifest, system=rec.name, config=to_data(cfg),
-                              wall_seconds=run.wall_seconds, processes=run.processes,
-                              bucket_seconds=cfg.data.bucket_seconds, max_bucket_seconds=cfg.data.max_bucket_seconds,
-                              group_by="speaker", checkpoint=checkpoint)
-        write_report(report, run.results, run_dir)
+        finish_run("asr", run, cfg, manifest, rec.name, run_dir, "speaker", checkpoint=checkpoint)
     return StepResult(run_dir)
 
 
 def _eval_tts(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     from omni.bundle import load_bundle
-    from omni.config import to_data
     from omni.eval.parallel import dist_context
     from omni.eval.recognizers import build_recognizer
-    from omni.eval.report import build_report, write_report
+    from omni.eval.report import finish_run
     from omni.eval.speech import speech_report_extra
     from omni.eval.tts import evaluate_tts
 
@@ -249,11 +243,8 @@ def _eval_tts(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     rec = build_recognizer(cfg.judge, bundle)
     run = evaluate_tts(cfg, manifest, bundle, rec, ctx, out_dir=run_dir)
     if ctx.is_main:
-        report = build_report("tts", run.results, manifest=manifest, system="omni", config=to_data(cfg),
-                              wall_seconds=run.wall_seconds, processes=run.processes,
-                              bucket_seconds=cfg.data.bucket_seconds, max_bucket_seconds=cfg.data.max_bucket_seconds,
-                              group_by="voice", judge=rec.name, checkpoint=checkpoint, extra=speech_report_extra(run))
-        write_report(report, run.results, run_dir)
+        finish_run("tts", run, cfg, manifest, "omni", run_dir, "voice", checkpoint=checkpoint, judge=rec.name,
+                   extra=speech_report_extra(run))
     return StepResult(run_dir)
 
 
