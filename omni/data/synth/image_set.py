@@ -15,6 +15,7 @@ rerunning skips images already on disk.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -33,6 +34,7 @@ from omni.data.synth.scenes import (
     questions,
     sample_scene,
 )
+from omni.integrity import write_atomic
 
 SPLITS = ("train", "dev", "test")
 
@@ -85,9 +87,9 @@ class ImageSetSummary:
 
 
 def _atomic_png(image, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())
 
 
 def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSetSummary:
