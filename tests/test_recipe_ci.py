@@ -86,3 +86,35 @@ def test_ci_recipe_runs_every_step_end_to_end_and_a_rerun_skips_all(tmp_path):
     outcomes = run_pipeline(recipe, log=lambda s: None)
     assert all(o.skipped for o in outcomes) and len(outcomes) == len(recipe.stages)
     assert (out / "bundle" / "bundle.yaml").stat().st_mtime_ns == stamp
+
+
+def test_small_recipe_scales_every_tiny_step_up():
+    """configs/recipes/small.yaml: the same steps as tiny.yaml, each config loads, every training step runs bf16
+    where it can and trains longer, and its LM (built on the meta device) has a few hundred million parameters."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from omni.training.pipeline import load_stage_config
+
+    tiny = load_config(ROOT / "configs/recipes/tiny.yaml", RecipeConfig)
+    small = load_config(ROOT / "configs/recipes/small.yaml", RecipeConfig)
+    assert [s.name for s in small.stages] == [s.name for s in tiny.stages] and small.output_root == "runs/small"
+    tiny_cfgs = {s.name: load_stage_config(s, tiny, None) for s in tiny.stages}
+    for entry in small.stages:
+        kind, cfg, run_dir = load_stage_config(entry, small, None)
+        assert kind == tiny_cfgs[entry.name][0] and run_dir == Path("runs/small") / entry.name
+        if hasattr(cfg, "loop"):
+            assert cfg.loop.mixed_precision == "auto", entry.name
+            assert cfg.loop.max_steps >= 2 * tiny_cfgs[entry.name][1].loop.max_steps, entry.name
+    lm = load_stage_config(next(s for s in small.stages if s.name == "lm"), small, None)[1]
+    m = lm.model
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=lm.vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+            num_hidden_layers=m.layers, num_attention_heads=m.heads, num_key_value_heads=m.kv_heads,
+            tie_word_embeddings=m.tie_word_embeddings))
+    assert 2e8 <= sum(p.numel() for p in model.parameters()) <= 5e8
+    stage = load_stage_config(next(s for s in small.stages if s.name == "image_text_pretrain_1"), small, None)[1]
+    assert stage.model == "configs/model/small.yaml"
+    report = load_stage_config(small.stages[-1], small, None)[1]
+    assert report.title.startswith("Small recipe") and all(v.startswith("runs/small/") for v in report.evals.values())
