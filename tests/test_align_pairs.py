@@ -137,3 +137,39 @@ def test_spoken_candidates_are_scored_by_the_round_trip(tmp_path, monkeypatch):
     assert (meta["chosen_score"], meta["rejected_score"]) == (scored[best].score, scored[worst].score)
     assert (meta["chosen_wer"], meta["rejected_wer"]) == (scored[best].wer, scored[worst].wer)
     assert out[0]["rejected"]["text"] == canned[0][worst][0]
+
+
+def test_spoken_chosen_and_rejected_are_saved_and_train_speech_dpo(tmp_path):
+    """A spoken, rendered chosen / rejected answer is written with its codes (one safetensors shard beside the
+    manifest) and its audio; the written pairs load as speech-out preference items whose assistant frames are
+    exactly the sampled codes."""
+    from omni.align.data import PairEncoder, PreferenceDataConfig, PreferenceDataset
+    from omni.audio.io import load_audio
+    from omni.data.media import ShapeMedia
+
+    model = OmniModel.from_pretrained(tiny_aligned_model(tmp_path / "model")).eval()
+    sizes = list(model.cfg.codebook_sizes)
+    gen = torch.Generator().manual_seed(0)
+    frames = {side: torch.stack([torch.randint(0, k, (n,), generator=gen) for k in sizes], dim=1)
+              for side, n in (("chosen", 7), ("rejected", 5))}
+    wave = Audio(np.linspace(-0.5, 0.5, 2400, dtype=np.float32), 24000)
+    chosen = P.Candidate("The sky is blue.", frames["chosen"], True, 0.0, 4, 1.0, wave)
+    rejected = P.Candidate("The sky is green.", frames["rejected"], False, 0.5, 4, -0.5, wave)
+    text_only = P.Candidate("Blue.", None, True, None, 1, 1.0)
+    assert P.response_turn(text_only) == {"role": "assistant", "text": "Blue."}
+    row = {"id": "pair-x", "task": "preference", "prompt": [{"role": "user", "text": "What color is the sky?"}],
+           "chosen": P.response_turn(chosen), "rejected": P.response_turn(rejected), "meta": {}}
+    path = tmp_path / "out" / "pairs.jsonl"
+    P.write_rows([row], str(path))
+    written = json.loads(path.read_text())
+    assert written["chosen"]["codes"] == {"path": "pairs.codes.safetensors", "key": "pair-x:chosen"}
+    assert written["rejected"]["audio"] == "pairs_audio/pair-x.rejected.wav"
+    heard = load_audio(path.parent / written["chosen"]["audio"], 24000)
+    assert np.abs(heard.samples - wave.samples).max() < 1e-3  # PCM_16
+    enc = PairEncoder(model.tokenizer, model.token_ids, PreferenceDataConfig(train=[str(path)], speech_in=False,
+                                                                            speech_out=True), merge_size=2)
+    data = PreferenceDataset([str(path)], enc, CachedMedia(sizes, None), ShapeMedia(sizes, None), "pairs")
+    item = data[0]
+    for side in ("chosen", "rejected"):
+        ex = getattr(item, side)
+        assert torch.equal(ex.audio_codes.reshape(-1, len(sizes))[-frames[side].shape[0]:], frames[side]), side

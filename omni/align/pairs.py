@@ -16,6 +16,11 @@ becomes ``chosen`` and the worst ``rejected`` when their scores differ by at lea
 whose candidates all tie are dropped). Any :class:`omni.eval.recognizers.Recognizer` can judge (whisper,
 espnet from a local directory, or the omni model itself).
 
+A spoken chosen / rejected answer keeps its speech: in memory the response carries ``codes`` (a (N, K) tensor)
+and ``audio`` (the rendered :class:`~omni.audio.io.Audio`); :func:`write_rows` stores the codes in one
+safetensors shard beside the manifest (``<stem>.codes.safetensors``) and the waveforms under ``<stem>_audio/``,
+so that the written pairs train speech DPO (``speech_out: true``) as they are.
+
 :func:`answer_rates` measures, on the same sampled answers, the share that holds the right key and the
 share that holds the wrong answer of the pair ("chosen-style rate"), to compare an SFT and a DPO model.
 """
@@ -75,7 +80,8 @@ class ScoreWeights:
 
 @dataclass
 class Candidate:
-    """One sampled answer and its score parts (``wer`` None when the answer has no speech or no synthesiser)."""
+    """One sampled answer and its score parts (``wer`` None when the answer has no speech or no synthesiser;
+    ``audio`` the rendered speech the judge heard)."""
 
     text: str
     frames: torch.Tensor | None
@@ -83,6 +89,7 @@ class Candidate:
     wer: float | None
     words: int
     score: float
+    audio: Audio | None = None
 
 
 def score_candidate(text: str, answer_key: str | None, frames: torch.Tensor | None, weights: ScoreWeights,
@@ -90,12 +97,22 @@ def score_candidate(text: str, answer_key: str | None, frames: torch.Tensor | No
                     recognizer: Recognizer | None = None) -> Candidate:
     """Score one answer (see the module docstring)."""
     correct = bool(answer_key) and answer_matches(text, answer_key)
-    wer = None
+    wer = audio = None
     if frames is not None and frames.shape[0] and synthesize is not None and recognizer is not None:
-        wer = word_error_rate(text, recognizer.transcribe([synthesize(frames)])[0])
+        audio = synthesize(frames)
+        wer = word_error_rate(text, recognizer.transcribe([audio])[0])
     words = len(normalize(text).split())
     score = float(correct) - weights.wer_weight * (wer or 0.0) - weights.length_weight * max(0, words - weights.max_words)
-    return Candidate(text, frames, correct, wer, words, score)
+    return Candidate(text, frames, correct, wer, words, score, audio)
+
+
+def response_turn(candidate: Candidate) -> dict:
+    """The assistant turn of a pair: its text, and its speech (``codes`` (N, K) tensor, ``audio``) when it was
+    spoken and rendered; :func:`write_rows` turns the speech into file references."""
+    turn: dict = {"role": "assistant", "text": candidate.text}
+    if candidate.audio is not None and candidate.frames is not None:
+        turn.update(codes=candidate.frames, audio=candidate.audio)
+    return turn
 
 
 def generation_prompt(example: OmniExample) -> OmniExample:
@@ -199,11 +216,8 @@ def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: An
                seed: int, weights: ScoreWeights, speech: bool = False, speech_in: bool = True,
                synthesize: Callable[[torch.Tensor], Audio] | None = None,
                recognizer: Recognizer | None = None, log: Callable[[str], None] = print) -> list[dict]:
-    """Preference rows (JSON objects) built from the model's best and worst of ``n`` sampled answers per prompt.
-
-    Text answers only are written (a spoken candidate is scored by its round trip, but its audio is not
-    saved: rendering the chosen / rejected speech needs the speech decoder).
-    """
+    """Preference rows (JSON-ready dicts) built from the model's best and worst of ``n`` sampled answers per
+    prompt; a spoken, rendered chosen / rejected answer keeps its codes and audio (:func:`response_turn`)."""
     rows = prompt_rows(rows)
     prompts = encode_prompts(model, rows, manifest, media, speech_in, speech_out=speech)
     answers = sample_answers(model, prompts, n, temperature, seed, speech=speech)
@@ -224,21 +238,42 @@ def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: An
         meta = dict(row.meta or {}, chosen_score=best.score, rejected_score=worst.score, chosen_wer=best.wer,
                     rejected_wer=worst.wer, candidates=len(scored))
         out.append({"id": f"pair-{row.id}", "task": "preference", "prompt": prompt,
-                    "chosen": {"role": "assistant", "text": best.text},
-                    "rejected": {"role": "assistant", "text": worst.text}, "meta": meta})
+                    "chosen": response_turn(best), "rejected": response_turn(worst), "meta": meta})
     log(f"make-pairs: {len(out)} pairs from {len(rows)} prompts ({dropped} without a clear best / worst)")
     return out
 
 
 def write_rows(rows: list[dict], path: str) -> None:
-    """JSONL, atomically."""
+    """JSONL, atomically. Responses that carry speech (``codes`` tensor and ``audio``, see :func:`response_turn`)
+    are stored first: codes in ``<stem>.codes.safetensors`` (key ``<row id>:<chosen|rejected>``), audio as
+    ``<stem>_audio/<row id>.<side>.wav``, both referenced relative to the manifest's directory."""
     import os
     from pathlib import Path
 
+    from omni.audio.io import save_audio
+    from omni.data.codes import write_codes_shard
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    stem = p.name.split(".")[0]
+    shard, audio_dir = f"{stem}.codes.safetensors", f"{stem}_audio"
+    codes: dict[str, torch.Tensor] = {}
+    out = []
+    for row in rows:
+        row = dict(row)
+        for side in ("chosen", "rejected", "completion"):
+            turn = row.get(side)
+            if isinstance(turn, dict) and isinstance(turn.get("codes"), torch.Tensor):
+                key = f"{row['id']}:{side}"
+                wav = f"{audio_dir}/{row['id']}.{side}.wav"
+                save_audio(p.parent / wav, turn["audio"].samples, turn["audio"].sample_rate)
+                codes[key] = turn["codes"]
+                row[side] = {**turn, "audio": wav, "codes": {"path": shard, "key": key}}
+        out.append(row)
+    if codes:
+        write_codes_shard(p.parent / shard, codes, metadata={"source": "omni data make-pairs"})
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out), encoding="utf-8")
     os.replace(tmp, p)
 
 
