@@ -23,15 +23,9 @@ from omni.align.reference import (
 from omni.align.train import apply_lora, build_data, train_preference
 from omni.config import load_config
 from omni.model import OmniModel
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.pref_data import dpo_overrides, tiny_aligned_model, write_preference_data
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

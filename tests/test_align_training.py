@@ -12,15 +12,9 @@ from omni.align.train import train_preference
 from omni.cli.main import app
 from omni.config import load_config
 from omni.model import OmniModel
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.pref_data import dpo_overrides, tiny_aligned_model, write_preference_data
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

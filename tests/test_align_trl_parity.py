@@ -15,7 +15,6 @@ import copy
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from omni.align.config import PreferenceLossConfig
 from omni.align.data import PreferenceBatch
@@ -23,6 +22,7 @@ from omni.align.reference import FrozenReference
 from omni.align.task import PreferenceTask
 from omni.model.batch import IGNORE, OmniExample, collate
 from omni.model.tiny import tiny_model
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 PAIRS = [
@@ -31,13 +31,6 @@ PAIRS = [
     ("Turn on the kitchen lights.", " Turning on the kitchen lights.", " No."),
 ]
 METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected")
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

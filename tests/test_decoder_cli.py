@@ -14,18 +14,12 @@ from typer.testing import CliRunner
 from omni.cli.main import app
 from omni.data.codes import write_codes_shard
 from omni.data.manifest import CodesRef, ManifestRow, write_manifest
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "decoder"
 SIZES = [256, 128, 128, 64, 64, 64, 64, 64]  # codebooks of configs/decoder/flow_tiny.yaml (the tiny tokenizer's)
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

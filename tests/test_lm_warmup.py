@@ -12,14 +12,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from omni.config import ConfigError, from_data
 from omni.data.manifest import ManifestRow, write_manifest
 from omni.text.lm import LMTrainConfig, collate_text, train_lm
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

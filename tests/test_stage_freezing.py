@@ -6,26 +6,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from omni.config import load_config
 from omni.model.params import parameter_groups
 from omni.model.tiny import tiny_model
 from omni.training.config import OptimConfig
 from omni.training.stage import ParamGroupConfig, StageConfig, apply_trainable, select, train_stage
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.stage_data import params, stage_data, stage_overrides
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_YAMLS = sorted(p for p in (ROOT / "configs" / "stages").rglob("*.yaml")
                      if "kind: stage" in p.read_text())
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

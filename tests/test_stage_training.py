@@ -19,19 +19,13 @@ from typer.testing import CliRunner
 from omni.cli.main import app
 from omni.config import load_config
 from omni.training.stage import StageConfig, train_stage
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.stage_data import params, stage_data, stage_overrides
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = ROOT / "configs" / "stages" / "audio_pretrain_2.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,9 @@ from omni.audio.io import AudioError, load_audio
 from omni.cli.main import app
 from omni.data.codes import CodesReader
 from omni.data.manifest import load_manifest
-from tests.helpers.speech_data import initialised_tokenizer, mini_corpus, one_thread  # noqa: F401 (one_thread: fixture)
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return mini_corpus(tmp_path_factory)
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
+from tests.helpers.speech_data import initialised_tokenizer, one_thread  # noqa: F401 (one_thread: fixture)
+from tests.helpers.speech_fixtures import corpus  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

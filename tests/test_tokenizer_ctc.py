@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 
 from audio_tokenizer.ctc import CTCHead, ctc_per_token
 from audio_tokenizer.data import SpeechDataset, collate_speech, manifest_speech
@@ -15,25 +14,10 @@ from audio_tokenizer.model import AudioTokenizer
 from audio_tokenizer.train import TokenizerTask, TokenizerTrainModel, train_tokenizer
 from audio_tokenizer.transcription import FrozenLM, TranscriptionAdapter
 from omni.config.fields import FieldError
-from tests.helpers.speech_data import mini_corpus, one_thread, tiny_lm  # noqa: F401 (one_thread: fixture)
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
+from tests.helpers.speech_data import one_thread  # noqa: F401 (one_thread: fixture)
+from tests.helpers.speech_fixtures import corpus, lm_dir  # noqa: F401 (fixtures)
 from tests.test_tokenizer_training import make_config, scalars
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return mini_corpus(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory) -> Path:
-    return tiny_lm(tmp_path_factory)
 
 
 def test_ctc_by_hand():

@@ -22,26 +22,11 @@ from audio_tokenizer.train import (
 )
 from audio_tokenizer.transcription import FrozenLM, TranscriptionAdapter
 from omni.config import from_data, save_config, to_data
-from tests.helpers.speech_data import mini_corpus, one_thread, tiny_config, tiny_lm  # noqa: F401 (one_thread: fixture)
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
+from tests.helpers.speech_data import one_thread, tiny_config  # noqa: F401 (one_thread: fixture)
+from tests.helpers.speech_fixtures import corpus, lm_dir  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return mini_corpus(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def lm_dir(tmp_path_factory) -> Path:
-    return tiny_lm(tmp_path_factory)
 
 
 def make_config(corpus: Path, lm_dir: Path | None, out: Path, **loop) -> TokenizerTrainConfig:

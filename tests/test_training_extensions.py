@@ -10,14 +10,8 @@ import torch
 from accelerate.state import AcceleratorState, PartialState
 
 from omni.training.trainer import StepOutput, keep_process_group, resolve_mixed_precision
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.toy_training import ToyTask, final_params, make_trainer
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 class RatioTask(ToyTask):

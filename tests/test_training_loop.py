@@ -14,16 +14,10 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from omni.training.sampler import GlobalBatchSampler, StepMicroBatches
+from tests.helpers.accelerate_state import fresh_accelerate_state  # noqa: F401 (fixture)
 from tests.helpers.toy_training import ToyTask, final_params, make_trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def test_global_batches_cover_each_epoch_once_and_are_reproducible():

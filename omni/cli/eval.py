@@ -20,6 +20,12 @@ app = typer.Typer(help="Evaluate ASR, TTS and the audio tokenizer on manifests; 
 _OVERRIDES = typer.Argument(None, help="Dotted config overrides, e.g. data.batch_size=4 normalizer=basic.")
 _CONFIG = typer.Option(None, "--config", help="Evaluation YAML (kind eval_asr / eval_tts / eval_tokenizer).")
 _OUT = typer.Option(..., "--out", help="Directory for results.jsonl, report.json, report.md, figures/ (and samples/).")
+_BATCH = typer.Option(None, "--batch-size", help="Utterances per batch.")
+_LIMIT = typer.Option(None, "--limit", help="Only the first N rows.")
+_DEVICE = typer.Option(None, "--device", help="cpu / cuda (default: the config's).")
+_PLOTS = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures.")
+_JUDGE = typer.Option(None, "--judge", help="pocketsphinx (default), whisper, espnet or omni.")
+_JUDGE_DIR = typer.Option(None, "--judge-model-dir", help="Local model directory of a whisper / espnet judge.")
 
 
 def _load(cls: type, config: Path | None, overrides: list[str] | None) -> Any:
@@ -78,10 +84,10 @@ def asr_cmd(
     model_dir: Path = typer.Option(None, "--model-dir", help="Local model directory of a whisper / espnet recogniser."),
     out: Path = _OUT,
     config: Path = _CONFIG,
-    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
-    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
-    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+    batch_size: int = _BATCH,
+    limit: int = _LIMIT,
+    device: str = _DEVICE,
+    plots: bool = _PLOTS,
 ) -> None:
     """Recognise a manifest's speech and score it: WER/CER (normalised), per speaker / language / duration, RTF."""
     from omni.eval.asr import AsrEvalConfig, evaluate_asr
@@ -135,15 +141,15 @@ def tts_cmd(
     manifest: Path = typer.Argument(..., help="JSONL manifest of texts to speak (tts rows; reference audio optional)."),
     overrides: list[str] = _OVERRIDES,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Bundle directory."),
-    judge: str = typer.Option(None, "--judge", help="pocketsphinx (default), whisper, espnet or omni."),
-    judge_model_dir: Path = typer.Option(None, "--judge-model-dir", help="Local model directory of a whisper / espnet judge."),
+    judge: str = _JUDGE,
+    judge_model_dir: Path = _JUDGE_DIR,
     voice: list[str] = typer.Option(None, "--voice", help="Voice to synthesise with (repeat for several; default: the bundle's first)."),
     out: Path = _OUT,
     config: Path = _CONFIG,
-    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
-    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
-    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+    batch_size: int = _BATCH,
+    limit: int = _LIMIT,
+    device: str = _DEVICE,
+    plots: bool = _PLOTS,
 ) -> None:
     """Synthesise each text, judge it with an independent recogniser, compare with the references (WER gap, MCD)."""
     _speech_cmd("tts", manifest, overrides, checkpoint, judge, judge_model_dir, voice, out, config, batch_size, limit,
@@ -156,15 +162,15 @@ def tokenizer_cmd(
     manifest: Path = typer.Argument(..., help="JSONL manifest with audio and transcripts."),
     overrides: list[str] = _OVERRIDES,
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Bundle directory (its audio tokenizer and speech decoder)."),
-    judge: str = typer.Option(None, "--judge", help="pocketsphinx (default), whisper, espnet or omni."),
-    judge_model_dir: Path = typer.Option(None, "--judge-model-dir", help="Local model directory of a whisper / espnet judge."),
+    judge: str = _JUDGE,
+    judge_model_dir: Path = _JUDGE_DIR,
     voice: list[str] = typer.Option(None, "--voice", help="Decoder voice (repeat for several; default: the bundle's first)."),
     out: Path = _OUT,
     config: Path = _CONFIG,
-    batch_size: int = typer.Option(None, "--batch-size", help="Utterances per batch."),
-    limit: int = typer.Option(None, "--limit", help="Only the first N rows."),
-    device: str = typer.Option(None, "--device", help="cpu / cuda (default: the config's)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the PNG figures."),
+    batch_size: int = _BATCH,
+    limit: int = _LIMIT,
+    device: str = _DEVICE,
+    plots: bool = _PLOTS,
 ) -> None:
     """Resynthesise audio through tokenizer + decoder; judge resynthesis vs original (WER gap, MCD)."""
     _speech_cmd("tokenizer", manifest, overrides, checkpoint, judge, judge_model_dir, voice, out, config, batch_size,
