@@ -27,6 +27,9 @@ from safetensors.torch import save_file
 
 from omni.data.manifest import CodesRef, resolve_media
 
+#: safetensors dtype names a codes tensor may have (write_codes_shard writes I16 or I32)
+INTEGER_DTYPES = {"I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64"}
+
 
 def write_codes_shard(path: str | os.PathLike, codes: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write one shard atomically.
@@ -84,7 +87,10 @@ class CodesReader:
         handle = self._handle(path)
         if ref.key not in handle.keys():
             raise KeyError(f"{path}: no codes for key '{ref.key}'")
-        return handle.get_tensor(ref.key).long()
+        codes = handle.get_tensor(ref.key)
+        if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
+            raise ValueError(f"{path}: '{ref.key}' holds {codes.dtype} values, not integer codes")
+        return codes.long()
 
     def shape(self, ref: CodesRef) -> tuple[int, int]:
         """The shape (T, K) of the codes, read from the shard header only (no data is loaded).
@@ -96,4 +102,7 @@ class CodesReader:
         handle = self._handle(path)
         if ref.key not in handle.keys():
             raise KeyError(f"{path}: no codes for key '{ref.key}'")
-        return tuple(handle.get_slice(ref.key).get_shape())
+        view = handle.get_slice(ref.key)
+        if view.get_dtype() not in INTEGER_DTYPES:
+            raise ValueError(f"{path}: '{ref.key}' holds {view.get_dtype()} values, not integer codes")
+        return tuple(view.get_shape())
