@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from omni.config import load_config
 from omni.eval.qa import score_answers
 from omni.training.pipeline import RecipeConfig, rebase, run_pipeline
@@ -36,6 +38,31 @@ def test_score_answers_counts_whole_word_key_matches():
     assert s.by_group == {"color": {"accuracy": 1.0, "correct": 1, "scored": 1},
                           "count": {"accuracy": 0.0, "correct": 0, "scored": 2}}
     assert score_answers(rows[1:2], ["there are three"]).correct == 1
+
+
+def test_report_reads_evaluations_and_training_runs_and_checks_goals(tmp_path):
+    """Goals on an evaluation's headline (TTS: judge WER on the model's speech / on the references) and on a
+    training run's final eval/* metrics (DPO's held-out reward accuracy); a missing metric is 'not measured'."""
+    from omni.config.fields import FieldError
+    from omni.eval.recipe_report import RecipeReportConfig, write_recipe_report
+
+    (tmp_path / "tts").mkdir()
+    (tmp_path / "tts" / "report.json").write_text(json.dumps(
+        {"task": "tts", "totals": {"wer": 0.3, "cer": 0.2, "scored": 5}, "references": {"wer": 0.15}}))
+    (tmp_path / "dpo").mkdir()
+    (tmp_path / "dpo" / "trainer_state.json").write_text(json.dumps(
+        {"metrics": {"loss": 0.5, "eval/rewards/accuracies": 0.93, "eval/loss": 0.6}, "step": 10}))
+    cfg = RecipeReportConfig(evals={"tts": str(tmp_path / "tts")}, train_runs={"dpo": str(tmp_path / "dpo")},
+                             max_goals={"tts.wer_ratio": 1.5, "tts.mcd": 5.0},
+                             min_goals={"dpo.rewards/accuracies": 0.9})
+    files = write_recipe_report(cfg, tmp_path / "report")
+    report = json.loads(files["json"].read_text())
+    assert report["metrics"]["dpo"] == {"rewards/accuracies": 0.93, "loss": 0.6}
+    goals = {g["goal"]: (g["value"], g["met"]) for g in report["goals"]}
+    assert goals == {"tts.wer_ratio": (0.3 / 0.15, False), "tts.mcd": (None, None), "dpo.rewards/accuracies": (0.93, True)}
+    assert "| dpo.rewards/accuracies | 0.9300 | >= 0.9 | yes |" in files["markdown"].read_text()
+    with pytest.raises(FieldError, match="one of"):
+        RecipeReportConfig(evals={"tts": "x"}, min_goals={"nope.accuracy": 0.5})
 
 
 def test_tiny_recipe_lists_every_step_kind():
@@ -76,7 +103,9 @@ def test_ci_recipe_runs_every_step_end_to_end_and_a_rerun_skips_all(tmp_path):
     assert pairs and {"prompt", "chosen", "rejected"} <= set(pairs[0])
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report) >= {"title", "goals", "metrics", "samples", "steps", "evals"}
-    assert set(report["metrics"]) == {"asr_seen", "asr_heldout", "tts", "spoken_qa", "image_qa", "pref_sft", "pref_dpo"}
+    assert set(report["metrics"]) == {"asr_seen", "asr_heldout", "tts", "spoken_qa", "image_qa", "pref_sft", "pref_dpo",
+                                      "dpo"}
+    assert "rewards/accuracies" in report["metrics"]["dpo"]
     assert {g["goal"] for g in report["goals"]} >= {"asr_seen.wer", "tts.wer_ratio", "image_qa.accuracy"}
     assert [s["name"] for s in report["steps"]] == [s.name for s in recipe.stages][:-1]
     assert (out / "report" / "report.md").read_text().startswith("# Tiny recipe")

@@ -1,6 +1,7 @@
 """The recipe's one report: every evaluation's headline numbers against the goals, step wall times, plots.
 
-Reads the ``report.json`` of each evaluation step (``omni eval`` layout; ``eval_qa``'s own) and the
+Reads the ``report.json`` of each evaluation step (``omni eval`` layout; ``eval_qa``'s own), the final
+``eval/*`` metrics of named training runs (``trainer_state.json``: DPO's held-out reward accuracy) and the
 pipeline's step log (``<output_root>/pipeline_steps.json``) and writes ``report.json``, ``report.md`` and
 ``figures/{metrics,step_times}.png`` into the report step's directory.
 
@@ -26,6 +27,9 @@ class RecipeReportConfig:
 
     title: str = option("Recipe report", help="Heading of the report.")
     evals: dict[str, str] = option(default_factory=dict, help="Evaluation name -> its step directory (report.json).")
+    train_runs: dict[str, str] = option(
+        default_factory=dict, help="Training step name -> its run directory: the final eval/* metrics of its "
+        "trainer_state.json are listed under that name (e.g. dpo -> rewards/accuracies on the held-out pairs).")
     steps_file: str | None = option(None, help="The pipeline's step log (<output_root>/pipeline_steps.json); null: none.")
     max_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the most it may be.")
     min_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the least it may be.")
@@ -33,9 +37,10 @@ class RecipeReportConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_goals", "min_goals"):
+            known = sorted({*self.evals, *self.train_runs})
             for key in getattr(self, name):
-                check(key.split(".", 1)[0] in self.evals and "." in key, name,
-                      f"'{key}' must be '<eval>.<metric>' with <eval> one of {sorted(self.evals)}")
+                check(key.split(".", 1)[0] in known and "." in key, name,
+                      f"'{key}' must be '<name>.<metric>' with <name> one of {known}")
         check(self.wav_samples >= 0, "wav_samples", "must be >= 0")
 
 
@@ -51,6 +56,19 @@ def headline(report: dict[str, Any]) -> dict[str, float | None]:
         out["reference_wer"] = ref
         out["wer_ratio"] = (t["wer"] / ref) if ref and t.get("wer") is not None else None
     return out
+
+
+def training_headline(run_dir: str | os.PathLike) -> dict[str, float | None]:
+    """The final ``eval/*`` metrics of a training run (``trainer_state.json``), without the prefix.
+
+    Raises:
+        FileNotFoundError: the run has no trainer_state.json.
+    """
+    path = Path(run_dir) / "trainer_state.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (run that training step first)")
+    state = json.loads(path.read_text(encoding="utf-8"))
+    return {k[len("eval/"):]: v for k, v in (state.get("metrics") or {}).items() if k.startswith("eval/")}
 
 
 def check_goals(metrics: dict[str, dict[str, Any]], cfg: RecipeReportConfig) -> list[dict[str, Any]]:
@@ -74,7 +92,7 @@ def _plots(metrics: dict[str, dict[str, Any]], steps: list[dict[str, Any]], out:
     out.mkdir(parents=True, exist_ok=True)
     files = []
     bars = [(f"{n}.{m}", v) for n, ms in metrics.items() for m, v in ms.items()
-            if m in ("wer", "accuracy", "reference_wer") and v is not None]
+            if m in ("wer", "accuracy", "reference_wer", "rewards/accuracies") and v is not None]
     if bars:
         fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(bars)), 3.2))
         ax.bar([b[0] for b in bars], [b[1] for b in bars], color="tab:blue")
@@ -142,6 +160,8 @@ def write_recipe_report(cfg: RecipeReportConfig, out_dir: str | os.PathLike) -> 
         wavs = sorted((Path(d) / "samples").rglob("*.wav"))[: cfg.wav_samples]
         if wavs:
             samples[name] = [str(w) for w in wavs]
+    for name, d in cfg.train_runs.items():
+        metrics[name] = training_headline(d)
     steps = []
     if cfg.steps_file and Path(cfg.steps_file).is_file():
         steps = json.loads(Path(cfg.steps_file).read_text(encoding="utf-8"))
