@@ -88,7 +88,7 @@ def main() -> None:
     torch.manual_seed(0)
     # ours, full size: flow decoder of the design brief (12 mid blocks) and HiFi-GAN V1 widths at 24 kHz
     flow = FlowDecoder(FlowDecoderConfig()).eval().to(device)
-    voc = HiFiGANVocoder(VocoderConfig()).eval().to(device)
+    voc = HiFiGANVocoder(VocoderConfig()).eval().fold_weight_norm().to(device)  # as loaded for inference
     codes = torch.randint(0, 1024, (int(args.seconds * flow.cfg.token_rate), 8))
     print(f"device: {args.device} ({torch.get_num_threads()} threads), utterance {args.seconds:g} s, "
           f"median of {args.repeats}")
@@ -144,6 +144,7 @@ def rtf_table(args, flow: FlowDecoder, voc: HiFiGANVocoder, codes: torch.Tensor,
     v1cfg = VocoderConfig(mel=MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, win_length=1024),
                           generator=GeneratorConfig(upsample_scales=[8, 8, 2, 2]))
     v1 = build_generator(v1cfg).eval().to(device)
+    v1.remove_weight_norm()  # ESPnet's inference form, like ours
     v1_mel = torch.randn(1, 80, int(secs * 22050 / 256), device=device)
     t_v1 = timed(lambda: v1(v1_mel), args.repeats, device)
     rows.append(("vocoder", "ESPnet HiFi-GAN V1 (22.05 kHz, hop 256)", params(v1), "-", t_v1))

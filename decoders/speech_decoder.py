@@ -10,6 +10,9 @@ Latency trade-off of streaming (12.5 Hz tokens, 4 mel frames per token, 480 samp
 
 * ``first_chunk_tokens`` / ``chunk_tokens``: audio starts once the first chunk (plus look-ahead) has
   arrived and been decoded; smaller chunks start sooner but decode more context per second of audio.
+* ``chunk_growth`` / ``max_chunk_tokens``: later chunks grow (6, 12, 24, 48, 96, 96 ... tokens by default), so
+  the re-decoded context becomes a small share of the work while the first audio comes as early; the LLM
+  must produce each chunk while the audio before it plays (about as long as the chunk with growth 2).
 * ``lookahead_tokens``: each chunk waits for this many future tokens (80 ms each) before it is decoded;
   it makes the chunk's last frames match whole-utterance synthesis.
 * ``left_context_tokens`` / ``vocoder_context_frames``: recomputed past, costs compute, not latency.
@@ -47,8 +50,12 @@ class SpeechDecoderConfig:
     seed: int = option(0, help="Noise seed: the same seed gives the same audio, whole or streamed.")
     speaker: str | None = option(None, help="Default speaker name of the flow decoder's table (null: unknown speaker).")
     device: str = option("cpu", help="Torch device for both models, e.g. cpu or cuda.")
-    chunk_tokens: int = option(12, help="Tokens per streamed chunk after the first (12 = 0.96 s of audio).")
+    chunk_tokens: int = option(12, help="Tokens of the second streamed chunk (12 = 0.96 s of audio); later ones grow by chunk_growth.")
     first_chunk_tokens: int = option(6, help="Tokens of the first chunk (smaller = earlier first audio).")
+    chunk_growth: float = option(
+        2.0, help="Each chunk after the second is this many times the one before, up to max_chunk_tokens (1 = fixed "
+                  "chunks): early chunks stay small for latency, later ones large so re-decoded context costs less.")
+    max_chunk_tokens: int = option(96, help="Largest streamed chunk in tokens (96 = 7.7 s of audio).")
     left_context_tokens: int = option(8, help="Past tokens re-decoded with each chunk as context (>= crossfade_tokens).")
     lookahead_tokens: int = option(2, help="Future tokens each chunk waits for (80 ms each).")
     crossfade_tokens: int = option(1, help="Tokens of mel held back and cross-faded at each seam (1 = 4 frames).")
@@ -62,6 +69,9 @@ class SpeechDecoderConfig:
         check(self.temperature is None or self.temperature > 0, "temperature", "must be > 0")
         check(self.chunk_tokens >= 1, "chunk_tokens", "must be >= 1")
         check(self.first_chunk_tokens >= 1, "first_chunk_tokens", "must be >= 1")
+        check(1.0 <= self.chunk_growth <= 8.0, "chunk_growth", f"must be in [1, 8], got {self.chunk_growth}")
+        check(self.max_chunk_tokens >= self.chunk_tokens, "max_chunk_tokens",
+              f"must be >= chunk_tokens ({self.chunk_tokens})")
         for name in ("left_context_tokens", "lookahead_tokens", "crossfade_tokens", "vocoder_context_frames",
                      "vocoder_lookahead_frames", "vocoder_crossfade_frames"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
@@ -87,7 +97,7 @@ class SpeechDecoder:
 
     Args:
         flow: trained flow decoder.
-        vocoder: trained vocoder (same mel settings).
+        vocoder: trained vocoder (same mel settings); its weight norm is folded for inference, in place.
         cfg: sampling and streaming settings (its model directories are not used here).
     """
 
@@ -97,7 +107,7 @@ class SpeechDecoder:
             raise ValueError(f"flow decoder and vocoder use different mel settings: {flow.cfg.mel} vs {vocoder.cfg.mel}")
         self.device = torch.device(self.cfg.device)
         self.flow = flow.eval().to(self.device)
-        self.vocoder = vocoder.eval().to(self.device)
+        self.vocoder = vocoder.eval().fold_weight_norm().to(self.device)  # inference only: weight norm folded
         self.front_end = MelFrontEnd(flow.cfg.mel)
         self.sample_rate = flow.cfg.mel.sample_rate
 
@@ -177,12 +187,14 @@ class SpeechDecoder:
         flow_stage = ChunkedStage(flow_window, r, c.left_context_tokens, c.lookahead_tokens, c.crossfade_tokens)
         voc_stage = ChunkedStage(vocoder_window, hop, c.vocoder_context_frames, c.vocoder_lookahead_frames,
                                  c.vocoder_crossfade_frames)
-        emitted = 0
+        emitted = n_chunks = 0
 
         def advance(final: bool) -> Iterator[AudioChunk]:
-            nonlocal mel, emitted
+            nonlocal mel, emitted, n_chunks
             n = tokens.shape[0]
-            ends = list(chunk_plan(n, flow_stage.done, c.first_chunk_tokens, c.chunk_tokens, c.lookahead_tokens, final))
+            ends = list(chunk_plan(n, flow_stage.done, c.first_chunk_tokens, c.chunk_tokens, c.lookahead_tokens, final,
+                                   growth=c.chunk_growth, max_chunk=c.max_chunk_tokens, index=n_chunks))
+            n_chunks += len(ends)
             if final and not ends:
                 ends = [n]  # flush what is held back
             for end in ends:

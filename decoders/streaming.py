@@ -98,18 +98,37 @@ class ChunkedStage:
         return new[..., :new.shape[-1] - keep]
 
 
-def chunk_plan(n_available: int, done: int, first: int, chunk: int, lookahead: int, final: bool) -> Iterator[int]:
+def chunk_size(index: int, first: int, chunk: int, growth: float = 1.0, max_chunk: int | None = None) -> int:
+    """Tokens of chunk ``index`` (0-based): ``first``, then ``chunk``, each later one ``growth`` times the one
+    before (rounded), capped at ``max_chunk`` (None: no cap); CosyVoice 2's ``stream_scale_factor`` and
+    ``token_max_hop_len``. With growth 2, chunks 6 / 12 / 24 / 48 ...: the first stays small for latency, and
+    each later chunk's re-decoded context is a shrinking share of it.
+    """
+    if index == 0:
+        return first
+    size = max(1, round(chunk * growth ** min(index - 1, 64)))  # exponent capped: no float overflow
+    return size if max_chunk is None else min(size, max_chunk)
+
+
+def chunk_plan(n_available: int, done: int, first: int, chunk: int, lookahead: int, final: bool,
+               growth: float = 1.0, max_chunk: int | None = None, index: int | None = None) -> Iterator[int]:
     """Ends (exclusive, in tokens) of the chunks that can be decoded now.
 
-    The first chunk has ``first`` tokens, later ones ``chunk``; a chunk is decoded once its tokens and
-    ``lookahead`` more have arrived, or when the stream has ended.
+    Chunk sizes follow :func:`chunk_size` (``first``, then ``chunk`` growing by ``growth`` up to
+    ``max_chunk``); a chunk is decoded once its tokens and ``lookahead`` more have arrived, or when the
+    stream has ended. ``index`` is the number of chunks decoded so far (``done`` tokens); when None it is
+    counted along the schedule.
     """
+    if index is None:
+        index, end = 0, 0
+        while end < done:
+            end += chunk_size(index, first, chunk, growth, max_chunk)
+            index += 1
     while True:
-        size = first if done == 0 else chunk
-        end = done + size
+        end = done + chunk_size(index, first, chunk, growth, max_chunk)
         if end + lookahead <= n_available:
             yield end
-            done = end
+            done, index = end, index + 1
         elif final and done < n_available:
             yield n_available
             return

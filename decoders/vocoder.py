@@ -144,6 +144,7 @@ class HiFiGANVocoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.generator = build_generator(cfg)
+        self.folded: list[str] = []  # generator modules whose weight norm was folded (``fold_weight_norm``)
 
     @property
     def hop_length(self) -> int:
@@ -156,13 +157,46 @@ class HiFiGANVocoder(nn.Module):
             raise ValueError(f"mel must be (B, {self.cfg.mel.n_mels}, T), got {tuple(mel.shape)}")
         return self.generator(mel).squeeze(1)  # (B, 1, L) -> (B, L)
 
+    def fold_weight_norm(self) -> HiFiGANVocoder:
+        """Fold the generator's weight norm into plain conv weights, for inference (returns self).
+
+        Weight norm recomputes every conv weight as ``g v / |v|`` on each call; folded, the convs use the
+        product directly (same outputs within float rounding). Idempotent. Inference only: the ``g`` / ``v``
+        parameters a training optimizer holds are replaced. ``save_pretrained`` still writes the weight-norm
+        form, so saved weights load into a folded or an unfolded vocoder alike.
+        """
+        if not self.folded:
+            self.folded = [name for name, m in self.generator.named_modules() if hasattr(m, "weight_g")]
+            self.generator.remove_weight_norm()
+        return self
+
+    def weight_norm_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict in the weight-norm form (``weight_g``, ``weight_v``), folded or not.
+
+        A folded weight ``w`` is written as ``v = w``, ``g = |w|`` (norm over all but dim 0, as
+        ``torch.nn.utils.weight_norm`` sets them), which gives back ``w`` when the weight norm is applied.
+        """
+        state = self.state_dict()
+        for name in self.folded:
+            w = state.pop(f"generator.{name}.weight")  # (out, in, k) conv, (in, out, k) transposed conv
+            state[f"generator.{name}.weight_g"] = torch.norm_except_dim(w, 2, 0)  # (dim 0, 1, 1)
+            state[f"generator.{name}.weight_v"] = w
+        return state
+
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write the generator's ``model.safetensors`` and ``config.json``."""
-        save_pretrained(directory, self, self.cfg, KIND)
+        """Write the generator's ``model.safetensors`` (weight-norm form) and ``config.json``."""
+        save_pretrained(directory, self, self.cfg, KIND, state_dict=self.weight_norm_state_dict())
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> HiFiGANVocoder:
-        """Load a vocoder saved by ``save_pretrained`` (local directory only)."""
+    def from_pretrained(cls, directory: str | os.PathLike, fold_weight_norm: bool = True) -> HiFiGANVocoder:
+        """Load a vocoder saved by ``save_pretrained`` (local directory only), in eval mode.
+
+        Args:
+            directory: the saved model.
+            fold_weight_norm: fold the weight norm for inference (see ``fold_weight_norm``); pass False
+                to fine-tune the loaded weights.
+        """
         model = cls(load_config_json(directory, VocoderConfig, KIND))
         load_weights(directory, model)
-        return model.eval()
+        model.eval()
+        return model.fold_weight_norm() if fold_weight_norm else model

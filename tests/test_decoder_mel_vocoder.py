@@ -92,6 +92,41 @@ def test_vocoder_save_and_load_round_trip(tmp_path):
         HiFiGANVocoder.from_pretrained(tmp_path / "voc")
 
 
+def test_folding_weight_norm_keeps_outputs_and_saved_weights_load_both_ways(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = VocoderConfig(generator=GeneratorConfig(channels=32, resblock_kernel_sizes=[3, 5],
+                                                  resblock_dilations=[[1, 3], [1, 3]]))
+    torch.manual_seed(0)
+    voc = HiFiGANVocoder(cfg).eval()
+    mel = torch.randn(2, 80, 9)  # (B, M, T)
+    with torch.no_grad():
+        before = voc(mel)
+        for name, p in voc.named_parameters():  # unit-scale gains, away from |v|: a fold that dropped g would show
+            if name.endswith("weight_g"):
+                p.uniform_(0.5, 1.5)
+        ref = voc(mel)
+    assert (ref - before).abs().max() > 1e-2  # the gains matter (1000x the tolerance below)
+    keys = set(voc.state_dict())
+    voc.save_pretrained(tmp_path / "unfolded")
+    n_convs = sum(k.endswith("weight_g") for k in keys)
+    assert voc.fold_weight_norm() is voc and len(voc.folded) == n_convs > 10
+    assert not any(k.endswith(("weight_g", "weight_v")) for k in voc.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(voc(mel), ref, atol=1e-5, rtol=0)
+        voc.fold_weight_norm()  # idempotent
+        torch.testing.assert_close(voc(mel), ref, atol=1e-5, rtol=0)
+    # a folded vocoder saves the weight-norm form: same keys as the training one, loadable either way
+    voc.save_pretrained(tmp_path / "folded")
+    assert set(load_file(str(tmp_path / "folded" / "model.safetensors"))) == keys
+    for src in ("unfolded", "folded"):
+        for fold in (True, False):
+            again = HiFiGANVocoder.from_pretrained(tmp_path / src, fold_weight_norm=fold)
+            assert bool(again.folded) == fold and not again.training
+            with torch.no_grad():
+                torch.testing.assert_close(again(mel), ref, atol=1e-5, rtol=0)
+
+
 def test_least_squares_and_feature_matching_losses_by_hand():
     # two discriminators, each: one feature map, then its score
     real = [[torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 0.0]])],

@@ -8,7 +8,7 @@ import torch
 from decoders.estimator import EstimatorConfig
 from decoders.flow import FlowDecoder, FlowDecoderConfig
 from decoders.speech_decoder import SpeechDecoder, SpeechDecoderConfig, read_codes_file
-from decoders.streaming import ChunkedStage, chunk_plan, crossfade, fade_in
+from decoders.streaming import ChunkedStage, chunk_plan, chunk_size, crossfade, fade_in
 from decoders.vocoder import GeneratorConfig, HiFiGANVocoder, VocoderConfig
 from omni.config import FieldError
 from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: tiny models run on one thread)
@@ -21,6 +21,54 @@ def test_chunk_plan():
     assert list(chunk_plan(20, 13, 3, 5, 2, final=True)) == [18, 20]
     assert list(chunk_plan(4, 0, 3, 5, 2, final=False)) == []
     assert list(chunk_plan(4, 0, 3, 5, 2, final=True)) == [4]
+
+
+def test_growing_chunk_schedule():
+    assert [chunk_size(i, 6, 12, 2.0, 96) for i in range(7)] == [6, 12, 24, 48, 96, 96, 96]
+    assert [chunk_size(i, 6, 12) for i in range(4)] == [6, 12, 12, 12]  # growth 1: fixed chunks
+    assert [chunk_size(i, 3, 4, 1.5) for i in range(5)] == [3, 4, 6, 9, 14]  # 13.5 rounds to even
+    assert chunk_size(10_000, 6, 12, 2.0, 96) == 96  # no overflow far down a long stream
+    # ends 6, 18, 42, 90 with look-ahead 2; the stream's end flushes the rest as one chunk
+    assert list(chunk_plan(100, 0, 6, 12, 2, final=False, growth=2.0, max_chunk=96)) == [6, 18, 42, 90]
+    assert list(chunk_plan(125, 90, 6, 12, 2, final=True, growth=2.0, max_chunk=96)) == [125]
+    assert list(chunk_plan(300, 90, 6, 12, 2, final=False, growth=2.0, max_chunk=48)) == [138, 186, 234, 282]
+    # the index (chunks decoded so far) is counted along the schedule when not given
+    assert (list(chunk_plan(100, 18, 6, 12, 2, final=False, growth=2.0))
+            == list(chunk_plan(100, 18, 6, 12, 2, final=False, growth=2.0, index=2)) == [42, 90])
+
+
+def test_growing_chunks_redecode_less_context_and_still_match_whole_synthesis():
+    """Windows the flow decoder is asked for: growth 2 decodes fewer tokens than fixed chunks, same audio."""
+    codes = torch.randint(0, 16, (70, 8))
+    decoded, audio = {}, {}
+    for growth in (1.0, 2.0):
+        dec = tiny_decoder(chunk_growth=growth, max_chunk_tokens=24)
+        windows: list[tuple[int, int]] = []
+        generate, r = dec.flow.generate, dec.flow.cfg.frames_per_token
+
+        def spy(tokens, _gen=generate, _log=windows, _r=r, **kw):  # records (first token, tokens) of each window
+            _log.append((kw["start_frame"] // _r, tokens.shape[0]))
+            return _gen(tokens, **kw)
+
+        dec.flow.generate = spy
+        audio[growth] = torch.cat([c.samples for c in dec.stream(codes[i:i + 1] for i in range(70))])
+        decoded[growth] = sum(n for _, n in windows)
+        if growth == 2.0:  # chunks 6, 12, 24, 24 (capped), then the rest; windows = 8 left + chunk + 2 ahead
+            assert windows == [(0, 8), (0, 20), (10, 34), (34, 34), (58, 12)]
+        dec.flow.generate = generate
+        whole = dec.synthesize(codes)
+        mel_w = dec.front_end(whole)[0]
+        rel = float((dec.front_end(audio[growth])[0] - mel_w).abs().mean() / mel_w.abs().mean())
+        assert audio[growth].shape == whole.shape and rel < 0.01, (growth, rel)
+    # fixed 12-token chunks: windows 8, 20, then 4 x 22, then the last 12: 128 tokens for 70
+    assert decoded == {1.0: 128, 2.0: 108}
+
+
+def test_chunk_growth_config_checks():
+    with pytest.raises(FieldError, match="chunk_growth"):
+        SpeechDecoderConfig(chunk_growth=0.5)
+    with pytest.raises(FieldError, match="max_chunk_tokens"):
+        SpeechDecoderConfig(chunk_tokens=12, max_chunk_tokens=8)
 
 
 def test_fades_sum_to_one_and_crossfade_of_equal_spans_is_identity():

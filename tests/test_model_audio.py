@@ -63,6 +63,32 @@ def test_audio_head_teacher_forcing_matches_step_by_step():
         assert (changed[6] - forced[6]).abs().amax() > 1e-5
 
 
+@pytest.mark.parametrize("model_type", ["qwen2", "llama", "qwen3"])
+def test_direct_layer_steps_equal_the_model_forward(model_type, monkeypatch):
+    """The cached path that calls the decoder layers directly gives the logits of the full teacher-forced
+    forward and the codes of the model-forward cached path, for each supported architecture."""
+    torch.manual_seed(1)
+    head = AudioHead(AudioHeadConfig(num_layers=2, hidden_size=32, num_heads=4, intermediate_size=48,
+                                     model_type=model_type), TINY_CODEBOOKS, llm_hidden_size=16).eval()
+    assert head._layers_callable()
+    hidden = torch.randn(3, 16)
+    seen = []
+
+    def pick(level, logits):
+        seen.append(logits.clone())
+        return torch.multinomial(logits.softmax(-1), 1, generator=g).squeeze(-1)  # sampled: any code path
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        codes = head.generate(hidden, pick)
+        forced = head(hidden, codes)
+        for k in range(8):
+            torch.testing.assert_close(seen[k], forced[k], atol=1e-5, rtol=1e-5)
+        monkeypatch.setattr(AudioHead, "_layers_callable", lambda self: False)  # the model's own forward
+        g = torch.Generator().manual_seed(0)
+        assert torch.equal(head.generate(hidden, pick), codes)
+
+
 def test_audio_frames_replace_placeholders(model):
     a, b = _codes(6, 1), _codes(6, 2)
     msgs = lambda c: [Message("user", [Text("Listen:"), Audio(c)]), Message("assistant", "Ok.")]  # noqa: E731

@@ -114,6 +114,8 @@ class AudioHead(nn.Module):
             (B, K) long codes.
         """
         x = self.in_proj(hidden).unsqueeze(1)  # (B, 1, d)
+        if use_cache and self._layers_callable():
+            return self._generate_by_layers(x, pick)
         cache = DynamicCache(config=self.transformer.config) if use_cache else None
         seq, step_in, codes = x, x, []
         for k, head in enumerate(self.heads):
@@ -127,4 +129,41 @@ class AudioHead(nn.Module):
             if k + 1 < self.num_codebooks:
                 step_in = self.code_embeds[k](code).unsqueeze(1)  # (B, 1, d)
                 seq = torch.cat([seq, step_in], dim=1)  # (B, k+2, d)
+        return torch.stack(codes, dim=-1)  # (B, K)
+
+    def _layers_callable(self) -> bool:
+        """Whether the transformer has the decoder-layer stack the direct path drives (Llama / Qwen2 / Qwen3 style)."""
+        tr = self.transformer
+        return all(hasattr(tr, a) for a in ("layers", "rotary_emb", "norm"))
+
+    def _generate_by_layers(self, x: torch.Tensor, pick: CodePicker) -> torch.Tensor:
+        """The cached K steps, calling the ``transformers`` decoder layers directly.
+
+        Same computation as the model's forward with a ``DynamicCache``, without its per-call wrapper
+        work (causal-mask building, rotary table, output dataclass), which dominates these one-position
+        steps of a small transformer: the rotary embeddings of the K positions are computed once, and no
+        mask is needed (each step's single query attends to its whole cached past).
+
+        Args:
+            x: (B, 1, d) the projected LLM hidden state (step 0's input).
+
+        Returns:
+            (B, K) long codes.
+        """
+        tr = self.transformer
+        cache = DynamicCache(config=tr.config)
+        positions = torch.arange(self.num_codebooks, device=x.device).unsqueeze(0)  # (1, K)
+        cos, sin = tr.rotary_emb(x, positions)  # (1, K, head_dim) each
+        layers = tr.layers[:tr.config.num_hidden_layers]
+        step_in, codes = x, []
+        for k, head in enumerate(self.heads):
+            h = step_in  # (B, 1, d)
+            rope = (cos[:, k:k + 1], sin[:, k:k + 1])  # (1, 1, head_dim) each
+            for layer in layers:
+                h = layer(h, attention_mask=None, position_ids=positions[:, k:k + 1], past_key_values=cache,
+                          use_cache=True, position_embeddings=rope)
+            code = pick(k, head(tr.norm(h)[:, -1]))  # logits (B, V_k) -> (B,)
+            codes.append(code)
+            if k + 1 < self.num_codebooks:
+                step_in = self.code_embeds[k](code).unsqueeze(1)  # (B, 1, d)
         return torch.stack(codes, dim=-1)  # (B, K)
