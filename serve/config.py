@@ -30,6 +30,9 @@ class ServeConfig:
     concurrency: int = option(2, help="Replies generated at the same time (the rest wait in the queue).")
     queue_size: int = option(32, help="Requests that may wait for a free slot; more are refused (HTTP 503).")
     queue_timeout_s: float = option(120.0, help="Longest wait for a free slot before an HTTP request gets 503.")
+    trim_memory_when_idle: bool = option(
+        True, help="When the last reply finishes, give freed heap pages back to the OS (glibc malloc_trim), so the "
+        "resident size falls back after a burst of requests.")
     max_requests_per_client: int = option(
         4, help="/v1 requests one client address may have in flight at once; more get HTTP 429 (0: no limit).")
     generation_timeout_s: float = option(

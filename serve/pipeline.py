@@ -45,6 +45,7 @@ from omni.model import Text as TextPart
 from serve.audio_stream import FrameDecoder, SpeechChunk
 from serve.config import ChatSettings, ServeConfig
 from serve.errors import EngineBusy, GenerationTimeout, InputError
+from serve.memory import trim_heap
 from serve.speech_policy import GenerationCancelled, SpeechSwitch, sentence_end_mask
 from serve.voices import VoiceBook
 
@@ -412,7 +413,10 @@ class SpeechChat:
     def _release(self) -> None:
         with self._lock:
             self.active -= 1
+            idle = self.active == 0 and self._waiting == 0
         self._slots.release()
+        if idle and self.cfg.trim_memory_when_idle:
+            trim_heap()
 
 
 class _ReplyRun:

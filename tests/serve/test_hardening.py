@@ -181,3 +181,28 @@ def test_binds_to_localhost_unless_told_otherwise():
     assert load_config(ROOT / "configs" / "serve" / "default.yaml", ServeConfig).host == "127.0.0.1"
     cfg = ServeConfig()
     assert cfg.max_requests_per_client >= 1 and cfg.generation_timeout_s > 0
+
+
+def test_freed_heap_is_given_back_when_the_engine_goes_idle(engine, monkeypatch):
+    """malloc_trim returns the pages of a freed burst of small allocations; the engine calls it once, when its
+    last in-flight reply ends (not while another is still running), and not at all when disabled."""
+    import dataclasses
+
+    import serve.pipeline as pipeline
+    from serve.memory import trim_heap
+
+    burst = [bytearray(4096) for _ in range(20000)]  # ~80 MB of small (heap, not mmap) blocks
+    del burst
+    assert trim_heap() is True  # glibc (this project's Linux targets) gave pages back
+    calls = []
+    monkeypatch.setattr(pipeline, "trim_heap", lambda: calls.append(engine.active) or True)
+    engine._acquire()
+    engine._acquire()
+    engine._release()
+    assert calls == []  # one reply still running
+    engine._release()
+    assert calls == [0]
+    monkeypatch.setattr(engine, "cfg", dataclasses.replace(engine.cfg, trim_memory_when_idle=False))
+    engine._acquire()
+    engine._release()
+    assert calls == [0]
