@@ -173,3 +173,22 @@ def test_spoken_chosen_and_rejected_are_saved_and_train_speech_dpo(tmp_path):
     for side in ("chosen", "rejected"):
         ex = getattr(item, side)
         assert torch.equal(ex.audio_codes.reshape(-1, len(sizes))[-frames[side].shape[0]:], frames[side]), side
+
+
+def test_image_questions_keep_their_image_in_the_generation_prompt(tmp_path_factory):
+    """An image_qa row's image is row-level: the prompt cut before the answer (QA evaluation, make-pairs) still
+    shows it to the model, exactly as training did (the first full tiny run answered image questions blind)."""
+    from omni.align.pairs import encode_prompts, prompt_rows
+    from tests.helpers.stage_data import stage_data
+
+    data = stage_data(tmp_path_factory)
+    model = OmniModel.from_pretrained(data / "model").eval()
+    manifest = data / "image_qa.jsonl"
+    rows = prompt_rows(load_manifest(manifest))
+    assert rows and all(r.image is not None and r.image.startswith("images/") for r in rows)
+    media = CachedMedia(list(model.cfg.codebook_sizes), model.cfg.vision)
+    prompts = encode_prompts(model, rows[:2], str(manifest), media, speech_in=False, speech_out=False)
+    for p in prompts:
+        assert p.images is not None and p.images.grid_thw.shape[0] == 1  # one image
+        placeholders = int((p.input_ids == model.token_ids.image).sum())
+        assert placeholders == p.images.num_tokens(2)[0] > 0 and (p.labels == IGNORE).all()

@@ -135,7 +135,8 @@ def prompt_rows(rows: Sequence[ManifestRow]) -> list[ManifestRow]:
         if last is None or last == 0:
             continue
         out.append(ManifestRow(id=row.id, task="preference", prompt=conv[:last], chosen=conv[last],
-                               rejected=conv[last], language=row.language, region=row.region, meta=row.meta))
+                               rejected=conv[last], language=row.language, region=row.region, meta=row.meta,
+                               image=row.image, video=row.video))  # row-level media join the first user turn
     return out
 
 
