@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from omni.bench.timing import median_time
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from decoders.flow import FlowDecoder, FlowDecoderConfig, time_span  # noqa: E402
@@ -36,21 +38,6 @@ from decoders.vocoder import GeneratorConfig, HiFiGANVocoder, VocoderConfig, bui
 
 def params(m: torch.nn.Module) -> float:
     return sum(p.numel() for p in m.parameters()) / 1e6
-
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    """Median wall seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def qwen_token2wav(dit_hidden: int, dit_layers: int, bigvgan_channels: int):
@@ -108,11 +95,11 @@ def rtf_table(args, flow: FlowDecoder, voc: HiFiGANVocoder, codes: torch.Tensor,
     rows = []  # (component, implementation, params M, NFE, seconds)
     ours, peer = {}, {}
     for nfe in args.nfe:
-        ours[nfe] = timed(lambda nfe=nfe: flow.cfm.solve_euler(z, time_span(nfe, "cosine", device), mask, mu,
+        ours[nfe] = median_time(lambda nfe=nfe: flow.cfm.solve_euler(z, time_span(nfe, "cosine", device), mask, mu,
                                                                 guidance_scale=0.7), args.repeats, device)
         rows.append(("flow decoder", "ours: U-Net 1D (12 mid blocks)", params(flow), str(nfe), ours[nfe]))
     mel = torch.randn(1, 80, frames, device=device)
-    t_voc = timed(lambda: voc(mel), args.repeats, device)
+    t_voc = median_time(lambda: voc(mel), args.repeats, device)
     rows.append(("vocoder", "ours: ESPnet HiFi-GAN V1, hop 480", params(voc), "-", t_voc))
 
     # peer: Qwen2.5-Omni token2wav (DiT + BigVGAN) scaled to comparable sizes, Euler with guidance as ours
@@ -134,10 +121,10 @@ def rtf_table(args, flow: FlowDecoder, voc: HiFiGANVocoder, codes: torch.Tensor,
         return y
 
     for nfe in args.nfe:
-        peer[nfe] = timed(lambda nfe=nfe: qwen_euler(nfe), args.repeats, device)
+        peer[nfe] = median_time(lambda nfe=nfe: qwen_euler(nfe), args.repeats, device)
         rows.append(("flow decoder", "transformers Qwen2.5-Omni DiT (scaled)", params(dit), str(nfe), peer[nfe]))
     q_mel = torch.randn(1, 80, q_frames, device=device)
-    t_big = timed(lambda: big(q_mel), args.repeats, device)
+    t_big = median_time(lambda: big(q_mel), args.repeats, device)
     rows.append(("vocoder", "transformers Qwen2.5-Omni BigVGAN (scaled)", params(big), "-", t_big))
 
     # peer: ESPnet HiFi-GAN V1 as published (22.05 kHz, hop 256)
@@ -146,7 +133,7 @@ def rtf_table(args, flow: FlowDecoder, voc: HiFiGANVocoder, codes: torch.Tensor,
     v1 = build_generator(v1cfg).eval().to(device)
     v1.remove_weight_norm()  # ESPnet's inference form, like ours
     v1_mel = torch.randn(1, 80, int(secs * 22050 / 256), device=device)
-    t_v1 = timed(lambda: v1(v1_mel), args.repeats, device)
+    t_v1 = median_time(lambda: v1(v1_mel), args.repeats, device)
     rows.append(("vocoder", "ESPnet HiFi-GAN V1 (22.05 kHz, hop 256)", params(v1), "-", t_v1))
 
     print(f"\n{'component':<13} {'implementation':<42} {'params M':>8} {'NFE':>4} {'seconds':>8} {'RTF':>7}")

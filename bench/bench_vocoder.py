@@ -11,24 +11,10 @@ against the weight-norm form; the bf16 rows also print their largest deviation f
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-
-def timed(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+from omni.bench.timing import median_time
 
 
 def main() -> None:
@@ -70,7 +56,7 @@ def main() -> None:
     }
     with torch.inference_mode():
         ref = folded(mel)
-        times = {k: timed(fn, args.repeats, device) for k, fn in runs.items()}
+        times = {k: median_time(fn, args.repeats, device) for k, fn in runs.items()}
         err = {"bf16 weights": (bf16(mel.bfloat16()).float() - ref).abs().max().item(),
                "autocast bf16": (runs["autocast bf16"]().float() - ref).abs().max().item()}
     print(f"device {args.device} ({torch.get_num_threads()} threads), {args.seconds:g} s of audio, "
