@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 
 from omni.bench.decode import SIZES, build_model, decode_runs
+from omni.bench.timing import use_device
 from omni.model import OmniModel
 
 
@@ -81,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("note: --device cuda requested but no CUDA device is available; skipped")
+    if not use_device(args.device, args.threads):
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
     for size in args.sizes.split(","):
         if size not in SIZES:
             print(f"error: unknown size {size!r} (known: {', '.join(SIZES)})", file=sys.stderr)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from omni.bench.timing import median_time
+from omni.bench.timing import median_time, use_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,11 +66,8 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", choices=["rtf", "stream"], default=["rtf", "stream"],
                     help="rtf: real-time factors vs peers; stream: time to first audio, streaming vs whole.")
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("note: --device cuda requested but no GPU is available here; skipped (run on a GPU machine)")
+    if not use_device(args.device, args.threads):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     # ours, full size: flow decoder of the design brief (12 mid blocks) and HiFi-GAN V1 widths at 24 kHz

@@ -16,6 +16,8 @@ from unittest import mock
 
 import torch
 
+from omni.bench.timing import use_device
+
 
 def main() -> None:
     from omni.bench.decode import build_model
@@ -27,11 +29,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=32, help="frames per timed run")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("note: --device cuda requested but no GPU is available here; skipped")
+    if not use_device(args.device, args.threads):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     model = build_model("100m", args.device)
     head = model.audio_head
     hidden = torch.randn(1, model.backbone.config.hidden_size, device=args.device)  # (1, D)

@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from omni.bench.timing import use_device
+
 
 def build(args):
     from omni.model.tiny import tiny_model
@@ -72,11 +74,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--no-trl", action="store_true")
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("cuda requested but not available: skipped")
+    if not use_device(args.device, args.threads):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     from omni.align.config import PreferenceLossConfig
     from omni.align.data import PreferenceBatch

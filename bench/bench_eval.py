@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from omni.bench.timing import use_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,10 +73,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="Rounds over all configurations; the best round counts.")
     ap.add_argument("--no-sphinx", action="store_true", help="Skip the PocketSphinx row.")
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: no GPU on this machine, skipped")
+    if not use_device(args.device, args.threads):
         return
-    torch.set_num_threads(args.threads)
     from omni.bundle import load_bundle, tiny_bundle
 
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp_s:

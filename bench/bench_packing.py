@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from omni.bench.timing import use_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omni.bench.packing import build_model, make_manifests, run_interleaved  # noqa: E402
@@ -46,11 +48,8 @@ def main() -> None:
     ap.add_argument("--padded-rows", type=int, default=8, help="Examples per step when padding.")
     ap.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: leave as is).")
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("cuda: not available on this machine, skipped")
+    if not use_device(args.device, args.threads):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from omni.data.dataset import DataConfig
     from omni.data.index import SourceConfig
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omni.bench.timing import use_device
 from omni.model import Message
 from serve.config import ServeConfig
 from serve.pipeline import AudioDelta, ReplyDone, SpeechChat, TextDelta, UserTurn
@@ -194,11 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="shortest speech segment (a random model closes segments at once; 40 = 3.2 s segments, "
                     "like a trained model's sentences)")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("note: --device cuda requested but no CUDA device is available; skipped")
+    if not use_device(args.device, args.threads):
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         checkpoint = args.checkpoint
         if checkpoint is None:

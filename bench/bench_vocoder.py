@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from omni.bench.timing import median_time
+from omni.bench.timing import median_time, use_device
 
 
 def main() -> None:
@@ -28,11 +28,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0, help="audio length")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("note: --device cuda requested but no GPU is available here; skipped")
+    if not use_device(args.device, args.threads):
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     wn = HiFiGANVocoder(VocoderConfig()).eval().to(device)
