@@ -77,42 +77,16 @@ def main() -> None:
     if not use_device(args.device, args.threads):
         return
 
-    from omni.align.config import PreferenceLossConfig
-    from omni.align.data import PreferenceBatch
-    from omni.align.reference import CachedReference, FrozenReference
-    from omni.align.task import PreferenceTask
-    from omni.model.losses import text_loss
+    from omni.bench.training import preference_steps
 
     base = build(args)
     data = pairs(base, args)
     batch = omni_batch(base, data, args.device)
-    cfg = PreferenceLossConfig(type="dpo", beta=0.1)
-    live_ref = FrozenReference(base)
-    with torch.no_grad():
-        ref_lp = live_ref.logps(None, batch)
-    cached = PreferenceBatch(batch.model, batch.ids, ref_lp)
+    steps = {f"dpo {k}" if k != "sft" else k: v for k, v in preference_steps(base, batch, args.pairs).items()}
 
     def sync():
         if args.device == "cuda":
             torch.cuda.synchronize()
-
-    def make_step(model, fn):
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            fn(model).backward()
-            opt.step()
-        return step
-
-    steps = {
-        "sft": make_step(copy.deepcopy(base), lambda m: text_loss(m(batch.model, return_loss=False).text_logits,
-                                                                  batch.model.labels).total / args.pairs),
-        "dpo live": make_step(copy.deepcopy(base), lambda m: PreferenceTask(cfg, live_ref).compute_loss(
-            m, batch, "main").loss / args.pairs),
-        "dpo cached": make_step(copy.deepcopy(base), lambda m: PreferenceTask(cfg, CachedReference()).compute_loss(
-            m, cached, "main").loss / args.pairs),
-    }
     if not args.no_trl:
         steps["trl dpo"] = trl_step(base, data, args)
     times: dict[str, list[float]] = {k: [] for k in steps}

@@ -15,7 +15,9 @@ from __future__ import annotations
 import copy
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,13 +49,43 @@ def packing_figures(ctx: BenchContext) -> list[Figure]:
             Figure("non-padding fraction (packed)", pk_tok / pk_pos, "fraction", goal=Goal(">=", 0.95), note=what)]
 
 
-def dpo_figures(ctx: BenchContext) -> list[Figure]:
+def preference_steps(base: Any, batch: Any, n_pairs: int) -> dict[str, Callable[[], None]]:
+    """One optimizer step each (AdamW on a copy of ``base``) on the same preference batch: ``sft`` (NLL of the
+    rows), ``live`` (DPO with a frozen-copy reference) and ``cached`` (DPO with precomputed reference log-probs).
+    Shared by ``omni bench`` and bench/bench_dpo.py (which adds TRL's DPOTrainer beside them)."""
     from omni.align.config import PreferenceLossConfig
     from omni.align.data import PreferenceBatch
     from omni.align.reference import CachedReference, FrozenReference
     from omni.align.task import PreferenceTask
-    from omni.model.batch import IGNORE, OmniExample, collate
     from omni.model.losses import text_loss
+
+    live_ref = FrozenReference(base)
+    with torch.no_grad():
+        cached = PreferenceBatch(batch.model, batch.ids, live_ref.logps(None, batch))
+    cfg = PreferenceLossConfig(type="dpo", beta=0.1)
+
+    def make_step(fn):
+        model = copy.deepcopy(base)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            fn(model).backward()
+            opt.step()
+        return step
+
+    return {
+        "sft": make_step(lambda m: text_loss(m(batch.model, return_loss=False).text_logits,
+                                             batch.model.labels).total / n_pairs),
+        "live": make_step(lambda m: PreferenceTask(cfg, live_ref).compute_loss(m, batch, "main").loss / n_pairs),
+        "cached": make_step(lambda m: PreferenceTask(cfg, CachedReference()).compute_loss(m, cached, "main").loss
+                            / n_pairs),
+    }
+
+
+def dpo_figures(ctx: BenchContext) -> list[Figure]:
+    from omni.align.data import PreferenceBatch
+    from omni.model.batch import IGNORE, OmniExample, collate
     from omni.model.tiny import tiny_model
 
     hidden, layers, n_pairs, length = (64, 2, 2, 32) if ctx.cfg.quick else (256, 4, 8, 96)
@@ -71,28 +103,7 @@ def dpo_figures(ctx: BenchContext) -> list[Figure]:
              for k in (length // 3, 2 * length // 3 - i % 5, 2 * length // 3 - (i + 2) % 7)] for i in range(n_pairs)]
     rows = [ex(p, c) for p, c, _ in data] + [ex(p, r) for p, _, r in data]  # chosen rows, then rejected rows
     batch = PreferenceBatch(collate(rows, base.token_ids.pad).to(ctx.device), [str(i) for i in range(n_pairs)])
-    live_ref = FrozenReference(base)
-    with torch.no_grad():
-        cached = PreferenceBatch(batch.model, batch.ids, live_ref.logps(None, batch))
-    cfg = PreferenceLossConfig(type="dpo", beta=0.1)
-
-    def make_step(fn):
-        model = copy.deepcopy(base)
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            fn(model).backward()
-            opt.step()
-        return step
-
-    steps = {
-        "sft": make_step(lambda m: text_loss(m(batch.model, return_loss=False).text_logits,
-                                             batch.model.labels).total / n_pairs),
-        "live": make_step(lambda m: PreferenceTask(cfg, live_ref).compute_loss(m, batch, "main").loss / n_pairs),
-        "cached": make_step(lambda m: PreferenceTask(cfg, CachedReference()).compute_loss(m, cached, "main").loss
-                            / n_pairs),
-    }
+    steps = preference_steps(base, batch, n_pairs)
     rounds = 2 if ctx.cfg.quick else 4 * ctx.repeats
     times: dict[str, list[float]] = {k: [] for k in steps}
     for rnd in range(rounds + 2):
