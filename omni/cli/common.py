@@ -21,7 +21,11 @@ USER_ERRORS = (ConfigError, AudioError, FileNotFoundError, NotADirectoryError, I
 
 
 def user_errors(fn: F) -> F:
-    """Decorator for commands: user-input errors print ``error: ...`` and exit with code 2."""
+    """Decorator for commands: user-input errors print ``error: ...`` and exit with code 2.
+
+    Under a launcher, the process group a command joined (accelerate's state, kept by the stages of a pipeline for
+    each other) is destroyed when the command ends: left to interpreter exit, gloo's worker threads can abort the
+    process (``terminate called without an active exception``) after all the work is done."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,8 +37,18 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)
             raise typer.Exit(130) from None
+        finally:
+            end_process_group()
 
     return wrapper  # type: ignore[return-value]
+
+
+def end_process_group() -> None:
+    """Destroy the default process group if this process joined one; a no-op otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def echo_table(rows: list[tuple], headers: tuple[str, ...], file: Any = None) -> None:

@@ -41,17 +41,11 @@ def pipeline_cmd(
     """Run a recipe's stages in order, each initialised from the previous one's output, skipping finished stages.
     Rerun the same command to resume after a crash.
     """
-    import torch.distributed as dist
-
     from omni.config import load_config
     from omni.training.pipeline import RecipeConfig, run_pipeline
 
     cfg = load_config(recipe, RecipeConfig, overrides=overrides or [])
-    try:
-        outcomes = run_pipeline(cfg, start=start, log=typer.echo)
-    finally:
-        if dist.is_available() and dist.is_initialized():  # the stages kept it for each other
-            dist.destroy_process_group()
+    outcomes = run_pipeline(cfg, start=start, log=typer.echo)  # user_errors ends the group the stages kept
     if int(os.environ.get("RANK", "0")):
         return
     for o in outcomes:
