@@ -192,3 +192,18 @@ def test_image_questions_keep_their_image_in_the_generation_prompt(tmp_path_fact
         assert p.images is not None and p.images.grid_thw.shape[0] == 1  # one image
         placeholders = int((p.input_ids == model.token_ids.image).sum())
         assert placeholders == p.images.num_tokens(2)[0] > 0 and (p.labels == IGNORE).all()
+
+
+def test_answer_rates_count_right_wrong_and_neither_and_keep_examples_of_each(tmp_path, monkeypatch):
+    manifest = write_preference_data(tmp_path / "data", speech=False)
+    model = OmniModel.from_pretrained(tiny_aligned_model(tmp_path / "model")).eval()
+    rows = load_manifest(manifest)[:2]  # the sky (blue / green) and two plus three (five / seven)
+    canned = [[("The sky is blue.", None), ("The sky is green.", None), ("Blue sky.", None), ("Sky.", None)],
+              [("Two plus three is five.", None), ("It is seven.", None), ("No idea.", None), ("Five.", None)]]
+    monkeypatch.setattr(P, "sample_answers", lambda *a, **k: canned)
+    monkeypatch.setattr(P, "EXAMPLES_PER_KIND", 1)
+    rates = P.answer_rates(model, rows, str(manifest), CachedMedia(list(model.cfg.codebook_sizes), None), n=4)
+    assert rates.answers == 8
+    assert (rates.right, rates.wrong, rates.neither) == pytest.approx((4 / 8, 2 / 8, 2 / 8))
+    kinds = [("right" if e["right"] else "wrong" if e["wrong"] else "neither", e["answer"]) for e in rates.examples]
+    assert kinds == [("right", "The sky is blue."), ("wrong", "The sky is green."), ("neither", "Sky.")]

@@ -42,6 +42,8 @@ from omni.data.synth.domain import answer_matches, normalize
 from omni.eval.recognizers.base import Recognizer
 from omni.model.batch import OmniExample
 
+EXAMPLES_PER_KIND = 12  # answers of each kind (right / wrong / neither) kept as examples by answer_rates
+
 
 def bundle_synthesizer(bundle_dir: str, voice: str | None = None) -> Callable[[torch.Tensor], Audio]:
     """Codes (N, K) -> :class:`~omni.audio.io.Audio` with the bundle's speech decoder (voice: its first one)."""
@@ -193,11 +195,13 @@ class AnswerRates:
 def answer_rates(model: Any, rows: Sequence[ManifestRow], manifest: str, media: Any, n: int = 4,
                  temperature: float = 1.0, seed: int = 0, speech_in: bool = False) -> AnswerRates:
     """Chosen-style rate of ``model`` on preference rows: sample ``n`` text answers per prompt and count those
-    containing ``meta.answer_key`` (right) or the rejected answer's extra words (wrong)."""
+    containing ``meta.answer_key`` (right) or the rejected answer's extra words (wrong); ``examples`` keeps the
+    first :data:`EXAMPLES_PER_KIND` answers of each kind."""
     prompts = encode_prompts(model, rows, manifest, media, speech_in, speech_out=False)
     answers = sample_answers(model, prompts, n, temperature, seed)
     right = wrong = total = 0
-    examples = []
+    examples: list[dict] = []
+    seen = dict.fromkeys(("right", "wrong", "neither"), 0)
     for row, cands in zip(rows, answers):
         key = (row.meta or {}).get("answer_key")
         bad = wrong_key(row.chosen.text or "", row.rejected.text or "") if row.rejected else None
@@ -207,7 +211,9 @@ def answer_rates(model: Any, rows: Sequence[ManifestRow], manifest: str, media: 
             right += r
             wrong += w
             total += 1
-            if len(examples) < 12:
+            kind = "right" if r else "wrong" if w else "neither"
+            if seen[kind] < EXAMPLES_PER_KIND:
+                seen[kind] += 1
                 examples.append({"id": row.id, "answer": text, "right": r, "wrong": w})
     total = max(total, 1)
     return AnswerRates(right / total, wrong / total, 1 - (right + wrong) / total, total, examples)
