@@ -118,6 +118,41 @@ def test_deterministic_for_a_seed_and_resumable(corpus, tmp_path):
         build_corpus(CorpusConfig(seed=2, **SMALL), again, progress=False)
 
 
+def test_noisy_sft_fraction_adds_wrong_replies_to_train_text_only():
+    from omni.data.synth.corpus import _text_rows
+
+    clean, noisy = plan_corpus(CorpusConfig(seed=1, **SMALL)), plan_corpus(CorpusConfig(seed=1, noisy_sft_fraction=0.5,
+                                                                                      **SMALL))
+    assert [u.utt_id + u.text for u in noisy.utterances] == [u.utt_id + u.text for u in clean.utterances]
+    assert not clean.noisy_facts
+    facts = {ex.fact_id for ex in noisy.exchanges["train"]}
+    assert noisy.noisy_facts <= facts and len(noisy.noisy_facts) == round(0.5 * len(facts))
+    base, rows = _text_rows(clean, "train"), _text_rows(noisy, "train")
+    assert rows[:len(base)] == base  # the clean rows first, unchanged
+    extra = rows[len(base):]
+    want = [ex for ex in noisy.exchanges["train"] if ex.fact_id in noisy.noisy_facts]
+    assert len(extra) == len(want) > 0
+    for row, ex in zip(extra, want):
+        assert row.conversation[0].text == ex.prompt and row.conversation[1].text == ex.wrong_reply
+        assert ex.answer_key.lower() not in row.conversation[1].text.lower()
+        assert row.meta["wrong_reply"] is True and row.meta["fact_id"] in noisy.noisy_facts
+    for split in ("dev", "test"):
+        assert _text_rows(noisy, split) == _text_rows(clean, split)
+
+
+def test_corpus_built_before_a_new_config_field_still_resumes(corpus, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    info = json.loads((corpus / "corpus.json").read_text())
+    del info["config"]["noisy_sft_fraction"]  # as written before the field existed
+    (old / "corpus.json").write_text(json.dumps(info))
+    from omni.data.synth.corpus import _check_existing
+
+    _check_existing(old, CorpusConfig(seed=1, **SMALL), overwrite=False)  # the default: the same corpus
+    with pytest.raises(ValueError, match="noisy_sft_fraction"):
+        _check_existing(old, CorpusConfig(seed=1, noisy_sft_fraction=0.5, **SMALL), overwrite=False)
+
+
 def test_other_seed_gives_other_corpus():
     a, b = plan_corpus(CorpusConfig(seed=1, **SMALL)), plan_corpus(CorpusConfig(seed=2, **SMALL))
     assert [u.text for u in a.utterances] != [u.text for u in b.utterances]

@@ -56,6 +56,11 @@ class CorpusConfig:
     preference_fraction: float = option(
         0.25, help="Share of distinct prompts that also get a preference pair (chosen = right, rejected = wrong reply)."
     )
+    noisy_sft_fraction: float = option(
+        0.0, help="Share of the facts asked in train whose train text conversations also appear with the wrong reply "
+                  "(a noisy SFT corpus: the SFT model then samples rejected-style answers, which DPO should lower); "
+                  "0 keeps the text data clean. Dev / test text and every speech manifest stay clean."
+    )
     doc_sentences: tuple[int, int] = option(
         (3, 6), help="Min and max sentences per interleaved text/speech document."
     )
@@ -78,6 +83,7 @@ class CorpusConfig:
         check(self.input_rate in self.sample_rates, "input_rate", "must be one of sample_rates")
         check(self.output_rate in self.sample_rates, "output_rate", "must be one of sample_rates")
         check(0.0 <= self.preference_fraction <= 1.0, "preference_fraction", "must be in [0, 1]")
+        check(0.0 <= self.noisy_sft_fraction <= 1.0, "noisy_sft_fraction", "must be in [0, 1]")
         lo, hi = self.doc_sentences
         check(2 <= lo <= hi, "doc_sentences", f"needs 2 <= min <= max, got ({lo}, {hi})")
         check(self.chat_turns >= 2, "chat_turns", "must be >= 2")

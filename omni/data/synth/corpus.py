@@ -11,7 +11,8 @@
       spoken_qa_{split}.jsonl        spoken question -> text + spoken answer
       spoken_chat_{split}.jsonl      multi-turn spoken conversations (one user voice each)
       interleaved_{split}.jsonl      documents of sentences, each with text and speech
-      text_{split}.jsonl             text chat (prompt -> reply) and plain fact statements (train)
+      text_{split}.jsonl             text chat (prompt -> reply) and plain fact statements (train); with
+                                     ``noisy_sft_fraction``, train chat also gives wrong replies
       preference_{split}.jsonl       prompt (text + speech) -> chosen (right) / rejected (wrong) reply
 
 Rows carry ``meta`` with the exchange's ``category``, ``fact_id`` and
@@ -159,6 +160,11 @@ def _text_rows(plan: CorpusPlan, split: str) -> list[ManifestRow]:
     if split == "train":
         out += [ManifestRow(id=f"text-fact-{i:06d}", task="text", language="en", text=s)
                 for i, s in enumerate(statements())]
+        noisy = [ex for ex in plan.exchanges[split] if ex.fact_id in plan.noisy_facts]
+        out += [ManifestRow(id=f"text-{split}-wrong-{i:06d}", task="text", language="en",
+                            meta={**_meta(ex), "wrong_reply": True},
+                            conversation=[Turn("user", ex.prompt), Turn("assistant", ex.wrong_reply)])
+                for i, ex in enumerate(noisy)]
     return out
 
 
@@ -196,6 +202,8 @@ def _check_existing(out_dir: Path, cfg: CorpusConfig, overwrite: bool) -> None:
     if not meta.exists():
         return
     old = json.loads(meta.read_text(encoding="utf-8")).get("config")
+    if isinstance(old, dict):  # a field added since that corpus was built had its default value there
+        old = {**{k: v for k, v in to_data(CorpusConfig()).items() if k not in old}, **old}
     if old == to_data(cfg):
         return  # same corpus: resume, keeping files already rendered
     if not overwrite:

@@ -16,6 +16,9 @@ executes the jobs, in any order, on any number of processes.
 - Every exchange's reply is spoken by a reply (TTS) voice; replies shared by
   several prompts are rendered once. A ``preference_fraction`` of exchanges
   also gets its wrong reply rendered, for preference pairs.
+- A ``noisy_sft_fraction`` of the facts asked in train is marked noisy: the
+  train text data (:mod:`omni.data.synth.corpus`) also holds their exchanges
+  with the wrong reply. Drawn last, so the rest of the plan does not change.
 - Each utterance belongs to exactly one split: prompts to their sentence's
   split, replies to the first split (train, dev, test) that uses them.
 """
@@ -67,6 +70,7 @@ class CorpusPlan:
         reply_of: reply text -> its reply utterance.
         wrong_of: wrong-reply text -> its utterance (only for preference exchanges).
         preference: split -> exchanges that get a preference pair.
+        noisy_facts: fact ids whose train exchanges also appear with the wrong reply in the text data.
         voices / held_out / tts_voices: the voices in use.
         notes: messages for the user (e.g. voices dropped because flite is missing).
     """
@@ -76,6 +80,7 @@ class CorpusPlan:
     reply_of: dict[str, Utterance] = field(default_factory=dict)
     wrong_of: dict[str, Utterance] = field(default_factory=dict)
     preference: dict[str, list[Exchange]] = field(default_factory=dict)
+    noisy_facts: set[str] = field(default_factory=set)
     voices: list[Voice] = field(default_factory=list)
     held_out: list[Voice] = field(default_factory=list)
     tts_voices: list[Voice] = field(default_factory=list)
@@ -195,4 +200,8 @@ def plan_corpus(cfg: CorpusConfig) -> CorpusPlan:
             if ex.wrong_reply not in plan.wrong_of:
                 voice = plan.reply_of[ex.reply].voice  # same voice as the right answer: only content differs
                 plan.wrong_of[ex.wrong_reply] = Utterance(new_id("w"), ex.wrong_reply, voice, 1.0, 1.0, split, "wrong")
+    if cfg.noisy_sft_fraction:
+        facts = sorted({ex.fact_id for ex in plan.exchanges["train"]})
+        n_noisy = round(cfg.noisy_sft_fraction * len(facts))
+        plan.noisy_facts = {facts[i] for i in rng.choice(len(facts), size=n_noisy, replace=False)}
     return plan
