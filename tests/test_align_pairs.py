@@ -12,6 +12,7 @@ from omni.align import pairs as P
 from omni.align.pairs import (
     ScoreWeights,
     generation_prompt,
+    pick_pair,
     score_candidate,
     word_error_rate,
     wrong_key,
@@ -38,6 +39,19 @@ def test_scores_by_hand():
     assert spoken.wer == pytest.approx(0.25) and spoken.score == pytest.approx(0.75)  # one deletion in four words
     assert word_error_rate("Two plus three is five.", "two plus three is five") == 0.0
     assert wrong_key("The sky is blue.", "The sky is green.") == "green"
+
+
+def test_pick_pair_breaks_score_ties_by_how_often_an_answer_was_sampled():
+    w = ScoreWeights()
+    texts = ["Ths sky is bluue blue.",  # right but garbled, sampled once, first
+             "The sky is red.", "The sky is green.", "The sky is blue.", "the sky is blue", "The sky is green!"]
+    scored = [score_candidate(t, "blue", None, w) for t in texts]
+    best, worst = pick_pair(scored)
+    assert best.text == "The sky is blue."  # the usual right answer (2 of 6 after normalising), not the first
+    assert worst.text == "The sky is green."  # the model's most frequent mistake, not "red" (once, first)
+    # without ties the score alone decides, whatever the counts
+    best, worst = pick_pair([score_candidate(t, "blue", None, w) for t in ["Blue.", "Green.", "Green."]])
+    assert (best.text, worst.text) == ("Blue.", "Green.")
 
 
 def test_make_pairs_keeps_best_and_worst_and_drops_ties(tmp_path, monkeypatch):

@@ -12,9 +12,10 @@ model (temperature sampling, a fixed seed) and scored:
 * **length**: a small penalty per word beyond ``max_words``.
 
 ``score = correct - wer_weight x WER - length_weight x max(0, words - max_words)``; the best candidate
-becomes ``chosen`` and the worst ``rejected`` when their scores differ by at least ``min_gap`` (prompts
-whose candidates all tie are dropped). Any :class:`omni.eval.recognizers.Recognizer` can judge (whisper,
-espnet from a local directory, or the omni model itself).
+becomes ``chosen`` and the worst ``rejected`` (ties go to the answer sampled most often, :func:`pick_pair`)
+when their scores differ by at least ``min_gap`` (prompts whose candidates all tie are dropped). Any
+:class:`omni.eval.recognizers.Recognizer` can judge (whisper, espnet from a local directory, or the omni model
+itself).
 
 A spoken chosen / rejected answer keeps its speech: in memory the response carries ``codes`` (a (N, K) tensor)
 and ``audio`` (the rendered :class:`~omni.audio.io.Audio`); :func:`write_rows` stores the codes in one
@@ -219,6 +220,18 @@ def answer_rates(model: Any, rows: Sequence[ManifestRow], manifest: str, media: 
     return AnswerRates(right / total, wrong / total, 1 - (right + wrong) / total, total, examples)
 
 
+def pick_pair(scored: Sequence[Candidate]) -> tuple[Candidate, Candidate]:
+    """Best and worst of one prompt's candidates. Ties in score go to the answer sampled most often (after the
+    corpus normalisation): the chosen side is then the model's usual right answer rather than a rare right-but-
+    garbled one, and the rejected side its most likely mistake (self-consistency); first sampled wins the rest."""
+    counts: dict[str, int] = {}
+    for c in scored:
+        counts[normalize(c.text)] = counts.get(normalize(c.text), 0) + 1
+    best = max(scored, key=lambda c: (c.score, counts[normalize(c.text)]))
+    worst = min(scored, key=lambda c: (c.score, -counts[normalize(c.text)]))
+    return best, worst
+
+
 def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: Any, n: int, temperature: float,
                seed: int, weights: ScoreWeights, speech: bool = False, speech_in: bool = True,
                synthesize: Callable[[torch.Tensor], Audio] | None = None,
@@ -236,8 +249,7 @@ def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: An
         if len(scored) < 2:
             dropped += 1
             continue
-        best = max(scored, key=lambda c: c.score)
-        worst = min(scored, key=lambda c: c.score)
+        best, worst = pick_pair(scored)
         if best.score - worst.score < weights.min_gap:
             dropped += 1
             continue
