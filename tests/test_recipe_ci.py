@@ -65,6 +65,18 @@ def test_report_reads_evaluations_and_training_runs_and_checks_goals(tmp_path):
         RecipeReportConfig(evals={"tts": "x"}, min_goals={"nope.accuracy": 0.5})
 
 
+def test_tts_wer_ratio_floors_a_perfect_reference_transcript():
+    from omni.eval.recipe_report import REFERENCE_WER_FLOOR, headline
+
+    def ratio(wer, ref):
+        return headline({"task": "tts", "totals": {"wer": wer}, "references": {"wer": ref}})["wer_ratio"]
+
+    assert ratio(0.3, 0.15) == pytest.approx(2.0)
+    assert ratio(0.05, 0.0) == pytest.approx(0.05 / REFERENCE_WER_FLOOR)  # was undefined (None)
+    assert ratio(0.0, 0.0) == 0.0
+    assert ratio(0.3, None) is None and ratio(None, 0.1) is None  # not measured
+
+
 def test_tiny_recipe_lists_every_step_kind():
     recipe = load_config(ROOT / "configs/recipes/tiny.yaml", RecipeConfig)
     from omni.training.pipeline import load_stage_config

@@ -7,7 +7,8 @@ pipeline's step log (``<output_root>/pipeline_steps.json``) and writes ``report.
 
 Headline metrics per evaluation task: ``asr`` -> ``wer``, ``cer``; ``tts`` -> ``wer`` (judge on the model's
 speech), ``reference_wer`` (judge on the reference audio), ``wer_ratio`` (their ratio, the intelligibility
-bar); ``qa`` -> ``accuracy``. A goal names ``<eval name>.<metric>``.
+bar; the reference WER is floored at :data:`REFERENCE_WER_FLOOR`, so a judge that transcribes every reference
+perfectly still gives a ratio); ``qa`` -> ``accuracy``. A goal names ``<eval name>.<metric>``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from omni.config import check, option
+
+REFERENCE_WER_FLOOR = 0.01  # 1 point: the smallest reference WER the TTS ratio divides by
 
 
 @dataclass
@@ -54,7 +57,8 @@ def headline(report: dict[str, Any]) -> dict[str, float | None]:
     if task == "tts":
         ref = (report.get("references") or {}).get("wer")
         out["reference_wer"] = ref
-        out["wer_ratio"] = (t["wer"] / ref) if ref and t.get("wer") is not None else None
+        wer = t.get("wer")
+        out["wer_ratio"] = wer / max(ref, REFERENCE_WER_FLOOR) if ref is not None and wer is not None else None
     return out
 
 
