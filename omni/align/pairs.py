@@ -29,6 +29,7 @@ share that holds the wrong answer of the pair ("chosen-style rate"), to compare 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,9 +225,7 @@ def pick_pair(scored: Sequence[Candidate]) -> tuple[Candidate, Candidate]:
     """Best and worst of one prompt's candidates. Ties in score go to the answer sampled most often (after the
     corpus normalisation): the chosen side is then the model's usual right answer rather than a rare right-but-
     garbled one, and the rejected side its most likely mistake (self-consistency); first sampled wins the rest."""
-    counts: dict[str, int] = {}
-    for c in scored:
-        counts[normalize(c.text)] = counts.get(normalize(c.text), 0) + 1
+    counts = Counter(normalize(c.text) for c in scored)
     best = max(scored, key=lambda c: (c.score, counts[normalize(c.text)]))
     worst = min(scored, key=lambda c: (c.score, -counts[normalize(c.text)]))
     return best, worst
