@@ -194,12 +194,17 @@ def build_lm(cfg: LMTrainConfig, tokenizer: Any) -> nn.Module:
         verify_checksums(path)
         return AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
     m = cfg.model
+    # No pad_token_id: Qwen2 makes it the embedding's padding_idx, whose row starts at zero and never gets a
+    # gradient. Our pad is the end-of-text token that starts every text, so position 0 would stay an exact
+    # zero vector through every layer, each RMSNorm would scale its gradient by 1/sqrt(eps) = 1000, and the
+    # gradient would grow ~400x per layer at width 1024 (NaN at 24 layers). Padding needs no padding_idx:
+    # attention_mask and labels (-100) mask it; the tokenizer keeps its pad token.
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
         num_hidden_layers=m.layers, num_attention_heads=m.heads, num_key_value_heads=m.kv_heads,
         max_position_embeddings=m.max_position_embeddings, tie_word_embeddings=m.tie_word_embeddings,
         rope_parameters={"rope_type": "default", "rope_theta": m.rope_theta},
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=None, bos_token_id=tokenizer.eos_token_id,
     )
     return Qwen2ForCausalLM(config)
 
