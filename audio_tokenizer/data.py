@@ -95,12 +95,17 @@ class SpeechDataset(torch.utils.data.Dataset):
         sample_rate: rate the audio is loaded at (resampled with soxr).
         encode_text: transcript -> token ids (with end-of-text), or None to skip text.
         max_seconds: longest clip accepted (a longer file is an AudioError naming it).
+        phonemes: phoneme ids of each item's transcript (:mod:`audio_tokenizer.phonemes`), or None.
     """
 
     def __init__(self, items: Sequence[SpeechItem], sample_rate: int,
-                 encode_text: Callable[[str], list[int]] | None = None, max_seconds: float = 30.0):
+                 encode_text: Callable[[str], list[int]] | None = None, max_seconds: float = 30.0,
+                 phonemes: Sequence[list[int]] | None = None):
         if not items:
             raise ValueError("no audio clips to train on (check the manifests and the length limits)")
+        if phonemes is not None and len(phonemes) != len(items):
+            raise ValueError(f"{len(phonemes)} phoneme sequences for {len(items)} clips")
+        self.phonemes = list(phonemes) if phonemes is not None else None
         self.items = list(items)
         self.sample_rate = sample_rate
         self.encode_text = encode_text
@@ -114,7 +119,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         audio = load_audio(item.path, self.sample_rate, offset=item.offset or 0.0,
                            duration=item.duration if item.offset is not None else None, limits=self.limits)
         ids = self.encode_text(item.text) if (self.encode_text is not None and item.text) else []
-        return {"wav": audio.samples, "text_ids": ids, "id": item.id}
+        phonemes = self.phonemes[i] if self.phonemes is not None else []
+        return {"wav": audio.samples, "text_ids": ids, "phoneme_ids": phonemes, "id": item.id}
 
 
 @dataclass
@@ -125,17 +131,22 @@ class SpeechBatch:
         wav: (B, S) float32 waveforms, zero past each length; lengths (B,) samples.
         text_ids: (B, L) int64 transcript ids (end-of-text included), 0 past each length; text_lengths (B,),
             0 for a clip without transcript.
+        phoneme_ids: (B, P) int64 phoneme ids of the transcripts (no end token), 0 past each length;
+            phoneme_lengths (B,), 0 without phonemes.
 
-    Example (clips of 3 and 2 samples, transcripts [7, 8, E] and [9, E])::
+    Example (clips of 3 and 2 samples, transcripts [7, 8, E] and [9, E], phonemes [4 1 2] and [3])::
 
         wav = [[a b c], [d e 0]]   lengths = [3, 2]
         text_ids = [[7 8 E], [9 E 0]]   text_lengths = [3, 2]
+        phoneme_ids = [[4 1 2], [3 0 0]]   phoneme_lengths = [3, 1]
     """
 
     wav: torch.Tensor
     lengths: torch.Tensor
     text_ids: torch.Tensor
     text_lengths: torch.Tensor
+    phoneme_ids: torch.Tensor | None = None
+    phoneme_lengths: torch.Tensor | None = None
 
 
 def collate_speech(samples: list[dict]) -> SpeechBatch:
@@ -143,13 +154,17 @@ def collate_speech(samples: list[dict]) -> SpeechBatch:
     wavs = [torch.from_numpy(np.asarray(s["wav"], dtype=np.float32)) for s in samples]
     lengths = torch.tensor([len(w) for w in wavs], dtype=torch.long)
     texts = [torch.tensor(s["text_ids"], dtype=torch.long) for s in samples]
-    text_lengths = torch.tensor([len(t) for t in texts], dtype=torch.long)
     wav = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)  # (B, S)
-    if int(text_lengths.max()) > 0:
-        text_ids = torch.nn.utils.rnn.pad_sequence(texts, batch_first=True)  # (B, L)
-    else:
-        text_ids = torch.zeros(len(samples), 1, dtype=torch.long)
-    return SpeechBatch(wav, lengths, text_ids, text_lengths)
+    return SpeechBatch(wav, lengths, *_pad_ids(texts), *_pad_ids(
+        [torch.tensor(s.get("phoneme_ids", []), dtype=torch.long) for s in samples]))
+
+
+def _pad_ids(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id sequences -> (B, L) right-padded with 0 (at least one column) and lengths (B,)."""
+    lengths = torch.tensor([len(t) for t in seqs], dtype=torch.long)
+    if int(lengths.max()) == 0:
+        return torch.zeros(len(seqs), 1, dtype=torch.long), lengths
+    return torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True), lengths
 
 
 __all__ = ["SpeechBatch", "SpeechDataset", "SpeechItem", "clip_seconds", "collate_speech",

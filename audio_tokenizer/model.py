@@ -28,7 +28,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,11 +346,13 @@ class AudioTokenizer(nn.Module):
 
     # ---- persistence --------------------------------------------------------------------
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, extra: Callable[[Path], object] | None = None) -> Path:
         """Write ``config.json``, ``whisper_config.json``, ``model.safetensors`` and the matching
         ``preprocessor_config.json`` (a ``WhisperFeatureExtractor``) atomically to directory ``path``.
 
         The saved tokenizer is self-contained: loading it needs neither the original Whisper directory nor the LM.
+        ``extra(tmp_dir)`` may write more (the training run's CTC head) into the directory before it is renamed
+        into place, so a reader sees all of it or none.
         """
         from safetensors.torch import save_model
 
@@ -367,6 +369,8 @@ class AudioTokenizer(nn.Module):
         self.cfg.frontend.feature_extractor().save_pretrained(str(tmp))
         save_model(self, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "kind": "audio_tokenizer"})
         write_checksums(tmp)
+        if extra is not None:
+            extra(tmp)
         old = path.with_name(f".{path.name}.{os.getpid()}.old")
         if path.exists():
             os.replace(path, old)

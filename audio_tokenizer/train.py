@@ -10,7 +10,8 @@ Objectives, all per utterance (each clip weighs the same, exact across processes
   from the quantized frames alone (``ctc_weight``), which pushes the codes to carry what was said.
 
 The frozen LM lives in the task, not in the trained module, so checkpoints hold only the tokenizer and
-the adapter. Evaluation on the dev manifests reports mel error, transcription NLL and, per level, codebook
+the adapter; the CTC head is saved beside the final tokenizer (``tokenizer/ctc``, see
+:class:`audio_tokenizer.ctc.CodesTranscriber`). Evaluation on the dev manifests reports mel error, transcription NLL and, per level, codebook
 usage and perplexity (TensorBoard, ``eval_report.json``, figures under ``figures/``). A finished run writes
 the tokenizer with ``save_pretrained`` to ``<output_dir>/tokenizer``.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audio_tokenizer.ctc import CTCHead, ctc_per_token
+from audio_tokenizer.ctc import CTC_DIR, CTCHead, ctc_per_token, greedy_ctc, save_ctc_head
 from audio_tokenizer.data import (
     SpeechBatch,
     SpeechDataset,
@@ -36,6 +37,7 @@ from audio_tokenizer.data import (
 )
 from audio_tokenizer.losses import multiscale_mel_loss
 from audio_tokenizer.model import AudioTokenizer, AudioTokenizerConfig, TokenizerOutput
+from audio_tokenizer.phonemes import PhonemeCTCHead, PhonemeVocab
 from audio_tokenizer.quantizer import code_counts, codebook_perplexity, codebook_usage
 from audio_tokenizer.transcription import (
     FrozenLM,
@@ -74,6 +76,11 @@ class TokenizerTrainConfig:
         "transcript's LM-tokenizer tokens from the quantized frames; 0 disables it. Needs transcription.lm_path "
         "(its tokenizer gives the targets).")
     ctc_hidden: int = option(256, help="Hidden width of the CTC head (a 3-wide convolution, then a linear layer).")
+    phoneme_ctc_weight: float = option(
+        0.0, help="Weight of the phoneme CTC loss (per target phoneme, per utterance): a head upsamples the quantized "
+        "frames 4x and spells the transcript's espeak-ng phonemes (audio_tokenizer/phonemes.py), which pushes the "
+        "codes to carry the sounds of speech, shared by every word; 0 disables it.")
+    phoneme_accent: str = option("en-us", help="espeak-ng voice whose pronunciation gives the phoneme targets.")
     eval_batch_size: int = option(16, help="Clips per evaluation batch (per process).")
     eval_max_clips: int = option(0, help="Evaluate on at most this many dev clips (0: all).")
 
@@ -93,6 +100,7 @@ class TokenizerTrainConfig:
         check(self.ctc_weight == 0 or self.transcription.lm_path is not None, "ctc_weight",
               "the CTC targets come from the transcription LM's tokenizer: set transcription.lm_path")
         check(self.ctc_hidden >= 1, "ctc_hidden", "must be >= 1")
+        check(self.phoneme_ctc_weight >= 0, "phoneme_ctc_weight", "must be >= 0")
 
 
 @dataclass
@@ -102,23 +110,27 @@ class TrainForward:
     out: TokenizerOutput
     lm_audio: torch.Tensor | None  # (B, T, H_lm)
     ctc_log_probs: torch.Tensor | None = None  # (B, T, V + 1)
+    phoneme_log_probs: torch.Tensor | None = None  # (B, 4T, P + 1)
 
 
 class TokenizerTrainModel(nn.Module):
     """What the loop trains: the tokenizer and, with the transcription objective, its LM adapter."""
 
     def __init__(self, tokenizer: AudioTokenizer, adapter: TranscriptionAdapter | None = None,
-                 ctc_head: CTCHead | None = None):
+                 ctc_head: CTCHead | None = None, phoneme_head: PhonemeCTCHead | None = None):
         super().__init__()
         self.tokenizer = tokenizer
         self.adapter = adapter
         self.ctc_head = ctc_head
+        self.phoneme_head = phoneme_head
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> TrainForward:
         """wav (B, S), lengths (B,) -> TrainForward."""
         out = self.tokenizer(wav, lengths)
-        return TrainForward(out, self.adapter(out.quantized) if self.adapter is not None else None,
-                            self.ctc_head(out.quantized, out.code_lengths) if self.ctc_head is not None else None)
+        q, n = out.quantized, out.code_lengths
+        return TrainForward(out, self.adapter(q) if self.adapter is not None else None,
+                            self.ctc_head(q, n) if self.ctc_head is not None else None,
+                            self.phoneme_head(q, n) if self.phoneme_head is not None else None)
 
 
 @dataclass
@@ -130,6 +142,7 @@ class LossTerms:
     commitment: torch.Tensor
     total: torch.Tensor
     ctc: torch.Tensor | None = None  # CTC loss per target token (unweighted), when the head is trained
+    phoneme_ctc: torch.Tensor | None = None  # phoneme CTC loss per target phoneme (unweighted)
 
 
 def loss_terms(fwd: TrainForward, batch: SpeechBatch, cfg: TokenizerTrainConfig, lm: FrozenLM | None) -> LossTerms:
@@ -152,7 +165,14 @@ def loss_terms(fwd: TrainForward, batch: SpeechBatch, cfg: TokenizerTrainConfig,
         ctc = ctc_per_token(fwd.ctc_log_probs, out.code_lengths, batch.text_ids, batch.text_lengths,
                             blank=fwd.ctc_log_probs.shape[-1] - 1).loss
         total = total + cfg.ctc_weight * ctc
-    return LossTerms(mel, text, commitment, total, ctc)
+    phoneme_ctc = None
+    if fwd.phoneme_log_probs is not None and batch.phoneme_ids is not None:
+        up = fwd.phoneme_log_probs.shape[1] // max(out.codes.shape[1], 1)
+        phoneme_ctc = ctc_per_token(fwd.phoneme_log_probs, out.code_lengths * up, batch.phoneme_ids,
+                                    batch.phoneme_lengths, blank=fwd.phoneme_log_probs.shape[-1] - 1,
+                                    drop_last=False).loss
+        total = total + cfg.phoneme_ctc_weight * phoneme_ctc
+    return LossTerms(mel, text, commitment, total, ctc, phoneme_ctc)
 
 
 class TokenizerTask:
@@ -176,6 +196,8 @@ class TokenizerTask:
                 "loss/commitment": terms.commitment.detach().sum()}
         if terms.ctc is not None:
             sums["loss/ctc"] = terms.ctc.detach().sum()
+        if terms.phoneme_ctc is not None:
+            sums["loss/phoneme_ctc"] = terms.phoneme_ctc.detach().sum()
         return StepOutput(loss=terms.total.sum(), sums=sums, stats=stats)
 
 
@@ -213,9 +235,29 @@ def text_only_nll(lm: FrozenLM, batch: SpeechBatch) -> torch.Tensor:
     return token_nll(logits, labels)[0].sum()
 
 
+def ctc_word_errors(fwd: TrainForward, batch: SpeechBatch, lm: FrozenLM) -> tuple[int, int]:
+    """Greedy CTC transcripts of a batch scored against its targets: (word errors, reference words), after
+    the English normaliser (the codes' phonetic-content gate, measured during training)."""
+    from omni.eval.metrics import score_pair
+
+    errors = words = 0
+    hyps = greedy_ctc(fwd.ctc_log_probs, fwd.out.code_lengths, fwd.ctc_log_probs.shape[-1] - 1)
+    for b, hyp in enumerate(hyps):
+        n = int(batch.text_lengths[b]) - 1  # without the end-of-text token
+        if n <= 0:
+            continue
+        ref = lm.tokenizer.decode(batch.text_ids[b, :n].tolist(), skip_special_tokens=True)
+        counts = score_pair(ref, lm.tokenizer.decode(hyp, skip_special_tokens=True), "en").words
+        errors, words = errors + counts.errors, words + counts.reference_length
+    return errors, words
+
+
 def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: list[SpeechItem],
-                       cfg: TokenizerTrainConfig, lm: FrozenLM | None) -> dict[str, float]:
-    """Dev-set metrics, sharded over processes and summed: mel error, transcription NLL, codebook usage/perplexity.
+                       cfg: TokenizerTrainConfig, lm: FrozenLM | None,
+                       phonemes: list[list[int]] | None = None) -> dict[str, float]:
+    """Dev-set metrics, sharded over processes and summed: mel error, transcription NLL, codebook usage/perplexity,
+    with the CTC head its loss and greedy word error rate (``ctc_wer``), with the phoneme head its loss
+    (``phoneme_ctc_loss``; ``phonemes`` are the items' phoneme ids).
 
     Writes ``eval_report.json`` and figures (mel reconstruction, codebook usage) on the main process.
     """
@@ -225,12 +267,13 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
     mine = items[acc.process_index::acc.num_processes]
     counts = [torch.zeros(k, dtype=torch.float64) for k in sizes]
     # clips, sum of per-clip mel loss, |error| sum, mel values, text nll sum, text tokens, text-only nll sum,
-    # sum of per-clip CTC loss
-    totals = torch.zeros(8, dtype=torch.float64)
+    # sum of per-clip CTC loss, greedy-CTC word errors, reference words, sum of per-clip phoneme CTC loss
+    totals = torch.zeros(11, dtype=torch.float64)
     example = None
     if mine:
         encode_text = partial(lm.encode_text, max_tokens=cfg.transcription.max_text_tokens) if lm is not None else None
-        data = SpeechDataset(mine, tok.sample_rate, encode_text, cfg.max_seconds)
+        mine_phonemes = phonemes[acc.process_index::acc.num_processes] if phonemes is not None else None
+        data = SpeechDataset(mine, tok.sample_rate, encode_text, cfg.max_seconds, mine_phonemes)
         loader = torch.utils.data.DataLoader(data, batch_size=cfg.eval_batch_size, collate_fn=collate_speech)
         for batch in loader:
             batch = to_device(batch, acc.device)
@@ -243,9 +286,11 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
             text_tokens = batch.text_lengths.sum() if lm is not None else torch.tensor(0)
             text_nll = (terms.text * batch.text_lengths).sum() if lm is not None else torch.tensor(0.0)
             text_only = text_only_nll(lm, batch) if lm is not None else torch.tensor(0.0)
+            words = ctc_word_errors(fwd, batch, lm) if fwd.ctc_log_probs is not None else (0, 0)
             totals += torch.tensor([out.mel.shape[0], float(terms.mel.sum()), float(err),
                                     float(mask.sum()) * out.mel.shape[1], float(text_nll), float(text_tokens),
-                                    float(text_only), float(terms.ctc.sum()) if terms.ctc is not None else 0.0],
+                                    float(text_only), float(terms.ctc.sum()) if terms.ctc is not None else 0.0,
+                                    *words, float(terms.phoneme_ctc.sum()) if terms.phoneme_ctc is not None else 0.0],
                                    dtype=torch.float64)
             for c, new in zip(counts, code_counts(out.codes, sizes)):
                 c += new.double()
@@ -266,6 +311,10 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
         metrics["text_nll_without_audio"] = float(totals[6]) / float(totals[5])
     if model.ctc_head is not None:
         metrics["ctc_loss"] = float(totals[7]) / clips
+        if float(totals[9]) > 0:
+            metrics["ctc_wer"] = float(totals[8]) / float(totals[9])
+    if model.phoneme_head is not None:
+        metrics["phoneme_ctc_loss"] = float(totals[10]) / clips
     for i, c in enumerate(counts):
         metrics[f"usage_{i}"] = codebook_usage(c)
         metrics[f"perplexity_{i}"] = codebook_perplexity(c)
@@ -336,7 +385,6 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
                if lm is not None else None)
     ctc_head = (CTCHead(cfg.model.quantizer.dim, len(lm.tokenizer), cfg.ctc_hidden)
                 if lm is not None and cfg.ctc_weight > 0 else None)
-    model = TokenizerTrainModel(tokenizer, adapter, ctc_head)
     frame_seconds = tokenizer.samples_per_frame / tokenizer.sample_rate
     train_items, short, long = filter_by_length(manifest_speech(cfg.train_manifests), frame_seconds, cfg.max_seconds)
     if short or long:
@@ -348,12 +396,22 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
         if cfg.eval_max_clips:
             dev_items = dev_items[: cfg.eval_max_clips]
     encode_text = partial(lm.encode_text, max_tokens=cfg.transcription.max_text_tokens) if lm is not None else None
-    dataset = SpeechDataset(train_items, tokenizer.sample_rate, encode_text, cfg.max_seconds)
+    phoneme_head, train_phonemes, dev_phonemes = None, None, None
+    if cfg.phoneme_ctc_weight > 0:
+        _, units = PhonemeVocab.from_texts([it.text or "" for it in train_items + dev_items], cfg.phoneme_accent)
+        vocab = PhonemeVocab([u for seq in units[: len(train_items)] for u in seq])  # the training inventory
+        train_phonemes = [vocab.encode(u) for u in units[: len(train_items)]]
+        dev_phonemes = [vocab.encode(u) for u in units[len(train_items):]]
+        phoneme_head = PhonemeCTCHead(cfg.model.quantizer.dim, len(vocab), cfg.ctc_hidden)
+        log(f"phoneme CTC: {len(vocab)} phonemes ({' '.join(vocab.symbols)})")
+    model = TokenizerTrainModel(tokenizer, adapter, ctc_head, phoneme_head)
+    dataset = SpeechDataset(train_items, tokenizer.sample_rate, encode_text, cfg.max_seconds, train_phonemes)
     log(f"{len(train_items)} training clips, {len(dev_items)} dev clips; {tokenizer.num_codebooks} levels "
         f"{list(tokenizer.codebook_sizes)} at {tokenizer.frame_rate:g} Hz = {tokenizer.bitrate:.0f} bits/s")
     optimizer = build_optimizer(param_groups(model, cfg, log), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.loop.max_steps)
-    evaluate = partial(evaluate_tokenizer, items=dev_items, cfg=cfg, lm=lm) if dev_items else None
+    evaluate = (partial(evaluate_tokenizer, items=dev_items, cfg=cfg, lm=lm, phonemes=dev_phonemes)
+                if dev_items else None)
     trainer = Trainer(cfg.loop, TokenizerTask(cfg, lm), model, dataset, collate_speech, {"main": optimizer},
                       {"main": scheduler}, evaluate=evaluate, grad_clip=cfg.optim.grad_clip)
     if lm is not None:
@@ -371,8 +429,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
         trainer.ckpt.load(trainer.acc, trainer.ckpt.latest()[1])
     # fit() ended the process group (accelerate's end_training): the main process writes, nobody waits
     if trainer.acc.is_main_process:
-        trained.save_pretrained(final_dir)
-        log(f"saved the tokenizer to {final_dir}")
+        head = trainer.acc.unwrap_model(trainer.model).ctc_head
+        extra = (lambda d: save_ctc_head(d / CTC_DIR, head, lm.tokenizer)) if head is not None and lm is not None else None
+        trained.save_pretrained(final_dir, extra=extra)
+        log(f"saved the tokenizer to {final_dir}{' with its CTC head' if extra else ''}")
     return TokenizerRun(result, final_dir, _report_metrics(run_dir) or result.last_metrics, trained)
 
 

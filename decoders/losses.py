@@ -126,3 +126,34 @@ def feature_matching_loss(fake_outputs: Outputs, real_outputs: Outputs) -> torch
         scalar: mean over layers and discriminators of each layer's mean absolute difference.
     """
     return _espnet_losses()[2](fake_outputs, real_outputs)
+
+
+def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+    """|STFT| of (B, S) waveforms with a Hann window (centred frames): (B, n_fft // 2 + 1, frames)."""
+    spec = torch.stft(wav.float(), n_fft, hop_length=hop, win_length=win,
+                      window=torch.hann_window(win, device=wav.device), center=True, return_complex=True)
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-7)
+
+
+def multi_resolution_stft_loss(wav_hat: torch.Tensor, wav: torch.Tensor,
+                               resolutions: list[tuple[int, int, int]]) -> torch.Tensor:
+    """ParallelWaveGAN's multi-resolution STFT loss, summed over the examples of the batch.
+
+    For each resolution (n_fft, hop, win): spectral convergence ``||S - S_hat||_F / ||S||_F`` plus the mean
+    absolute log-magnitude error ``mean |log S - log S_hat|``, per example; the two are averaged over the
+    resolutions. The fine resolutions resolve the harmonics of the voice, which a mel loss alone teaches slowly.
+
+    Args:
+        wav_hat, wav: (B, S) generated and real waveforms.
+        resolutions: (n_fft, hop, win) triples.
+
+    Returns:
+        scalar: sum over the B examples (divide by B for ParallelWaveGAN's batch mean).
+    """
+    total = wav.new_zeros(wav.shape[0])
+    for n_fft, hop, win in resolutions:
+        s_hat, s = stft_magnitude(wav_hat, n_fft, hop, win), stft_magnitude(wav, n_fft, hop, win)  # (B, F, N)
+        sc = torch.linalg.norm((s - s_hat).flatten(1), dim=1) / torch.linalg.norm(s.flatten(1), dim=1)  # (B,)
+        mag = (s.log() - s_hat.log()).abs().flatten(1).mean(1)  # (B,)
+        total = total + sc + mag
+    return (total / len(resolutions)).sum()

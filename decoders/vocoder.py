@@ -90,6 +90,12 @@ class VocoderConfig:
     generator: GeneratorConfig = option(default_factory=GeneratorConfig, help="Generator.")
     discriminator: DiscriminatorConfig = option(default_factory=DiscriminatorConfig, help="Discriminators (training only).")
     lambda_mel: float = option(45.0, help="Weight of the L1 mel loss (HiFi-GAN: 45).")
+    lambda_stft: float = option(
+        0.0, help="Weight of the multi-resolution STFT loss (spectral convergence + log magnitude, ParallelWaveGAN) "
+        "at stft_resolutions; 0 leaves it out (HiFi-GAN).")
+    stft_resolutions: list[list[int]] = option(
+        default_factory=lambda: [[512, 120, 480], [1024, 240, 960], [2048, 480, 1920]],
+        help="(n_fft, hop, window) of each STFT of the multi-resolution loss (24 kHz defaults).")
     lambda_fm: float = option(2.0, help="Weight of the feature-matching loss (HiFi-GAN: 2).")
     lambda_adv: float = option(1.0, help="Weight of the least-squares adversarial loss.")
 
@@ -97,7 +103,9 @@ class VocoderConfig:
         prod = math.prod(self.generator.upsample_scales)
         check(prod == self.mel.hop_length, "generator.upsample_scales",
               f"their product ({prod}) must equal mel.hop_length ({self.mel.hop_length})")
-        for name in ("lambda_mel", "lambda_fm", "lambda_adv"):
+        check(all(len(r) == 3 and r[2] <= r[0] and min(r) >= 1 for r in self.stft_resolutions), "stft_resolutions",
+              "each must be [n_fft, hop, window] with window <= n_fft")
+        for name in ("lambda_mel", "lambda_stft", "lambda_fm", "lambda_adv"):
             check(getattr(self, name) >= 0, name, "must be >= 0")
 
 

@@ -79,6 +79,49 @@ def test_train_vocoder_logs_samples_and_does_not_retrain_a_finished_run(data, tm
     assert code == 0 and "finished at step 4" in out
 
 
+def test_vocoder_mel_warm_up_leaves_the_discriminator_alone_then_starts_it(data, tmp_path):
+    """adversarial_start=3: steps 1-3 train the generator on the mel (+ STFT) loss alone, the discriminator's
+    weights and optimizer untouched; from step 4 both phases run."""
+    from safetensors.torch import load_file
+
+    from decoders.train_vocoder import VocoderTask
+
+    task = VocoderTask(adversarial_start=3)
+    assert [task.phases_at(s) for s in (0, 2, 3)] == [("generator",), ("generator",), ("generator", "discriminator")]
+    run = tmp_path / "voc"
+    args = ["train", "vocoder", CONFIGS / "vocoder_tiny.yaml", f"loop.output_dir={run}",
+            f"train_manifests=[{data / 'train.jsonl'}]", "dev_manifest=null", "loop.batch_size=2", "loop.log_every=1",
+            "segment_frames=8",
+            "loop.progress=false", "adversarial_start=3", "model.lambda_stft=1.0", "loop.save_every=3"]
+
+    def weights(step: int) -> dict:
+        ckpt = run / "checkpoints" / f"step-{step:08d}"
+        return load_file(str(next(ckpt.rglob("model.safetensors"))))
+
+    code, out = invoke(*args, "loop.max_steps=6")
+    assert code == 0, out
+    torch.manual_seed(0)
+    from decoders.train_vocoder import VocoderGAN
+    from omni.config import load_config
+
+    cfg = load_config(CONFIGS / "vocoder_tiny.yaml", overrides=[f"train_manifests=[{data / 'train.jsonl'}]",
+                                                                 "dev_manifest=null", "loop.output_dir=/unused"])
+    initial = {k: v for k, v in VocoderGAN(cfg.model).state_dict().items() if k.startswith("discriminator.")}
+    after3 = weights(3)
+    for k, v in initial.items():  # the discriminator is where its seeded initialisation put it
+        assert torch.equal(after3[k], v), k
+    assert any(not torch.equal(after3[k], v) for k, v in VocoderGAN(cfg.model).state_dict().items()
+               if k.startswith("vocoder.") and v.is_floating_point())
+    after6 = weights(6)
+    assert any(not torch.equal(after6[k], v) for k, v in after3.items() if k.startswith("discriminator."))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in ("stft", "loss/discriminator")}
+    assert steps["stft"] == [1, 2, 3, 4, 5, 6] and steps["loss/discriminator"] == [4, 5, 6]
+
+
 def test_train_flow_then_decode_whole_and_streamed(data, tmp_path):
     run = tmp_path / "flow"
     code, out = invoke("train", "flow", CONFIGS / "flow_tiny.yaml", f"loop.output_dir={run}",

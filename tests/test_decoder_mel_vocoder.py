@@ -127,6 +127,19 @@ def test_folding_weight_norm_keeps_outputs_and_saved_weights_load_both_ways(tmp_
                 torch.testing.assert_close(again(mel), ref, atol=1e-5, rtol=0)
 
 
+def test_multi_resolution_stft_loss_by_hand():
+    """Identical waveforms score 0; twice the amplitude scores spectral convergence |2S - S| / |S| = 1 plus
+    log-magnitude error log 2, at every resolution; the loss is a sum over the batch."""
+    from decoders.losses import multi_resolution_stft_loss
+
+    g = torch.Generator().manual_seed(0)
+    wav = 0.1 * torch.randn(3, 4800, generator=g)
+    res = [(512, 128, 512), (256, 64, 200)]
+    assert float(multi_resolution_stft_loss(wav, wav, res)) == pytest.approx(0.0, abs=1e-6)
+    loss = float(multi_resolution_stft_loss(2 * wav, wav, res))
+    assert loss == pytest.approx(3 * (1.0 + np.log(2.0)), rel=1e-3)
+
+
 def test_least_squares_and_feature_matching_losses_by_hand():
     # two discriminators, each: one feature map, then its score
     real = [[torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 0.0]])],

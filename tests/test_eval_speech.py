@@ -62,8 +62,8 @@ def test_batched_synthesis_codes_equal_one_by_one(bundle, tmp_path):
     batched = make(items, [None] * 3)
     for it, b in zip(items, batched):
         (single,) = make([it], [None])
-        assert b.error is None and b.codes.shape[1] == 8 and 3 <= len(b.codes) <= 12
-        assert torch.equal(b.codes, single.codes)
+        assert b.error is None and b.data.shape[1] == 8 and 3 <= len(b.data) <= 12
+        assert torch.equal(b.data, single.data)
 
 
 def test_cli_tts_judged_with_references_mcd_and_samples(bundle_dir, tmp_path_factory, tmp_path):

@@ -66,7 +66,8 @@ def test_report_reads_evaluations_and_training_runs_and_checks_goals(tmp_path):
 
 
 def test_tts_wer_ratio_floors_a_perfect_reference_transcript():
-    from omni.eval.recipe_report import REFERENCE_WER_FLOOR, headline
+    from omni.eval.recipe_report import headline
+    from omni.eval.speech import REFERENCE_WER_FLOOR
 
     def ratio(wer, ref):
         return headline({"task": "tts", "totals": {"wer": wer}, "references": {"wer": ref}})["wer_ratio"]
@@ -115,10 +116,21 @@ def test_ci_recipe_runs_every_step_end_to_end_and_a_rerun_skips_all(tmp_path):
     assert pairs and {"prompt", "chosen", "rejected"} <= set(pairs[0])
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report) >= {"title", "goals", "metrics", "samples", "steps", "evals"}
-    assert set(report["metrics"]) == {"asr_seen", "asr_heldout", "tts", "spoken_qa", "image_qa", "pref_sft", "pref_dpo",
-                                      "dpo"}
-    assert "rewards/accuracies" in report["metrics"]["dpo"]
-    assert {g["goal"] for g in report["goals"]} >= {"asr_seen.wer", "tts.wer_ratio", "image_qa.accuracy"}
+    assert set(report["metrics"]) == {"gate_codes", "gate_vocoder", "gate_griffin_lim", "gate_resynthesis", "text_qa",
+                                      "asr_seen", "asr_heldout", "tts", "spoken_qa", "image_qa", "pref_sft", "pref_dpo",
+                                      "lm", "dpo"}
+    assert "rewards/accuracies" in report["metrics"]["dpo"] and "perplexity" in report["metrics"]["lm"]
+    for gate in ("gate_vocoder", "gate_griffin_lim", "gate_resynthesis"):  # judged copies of held-out reply clips
+        assert report["metrics"][gate]["wer_ratio"] is not None, gate
+    assert report["metrics"]["gate_codes"]["scored"] == 3
+    assert {g["goal"] for g in report["goals"]} >= {"asr_seen.wer", "tts.wer_ratio", "image_qa.accuracy", "gate_codes.wer",
+                                                   "gate_vocoder.wer_ratio", "gate_resynthesis.wer_ratio",
+                                                   "text_qa.accuracy"}
+    plan = {r["component"]: r for r in report["plan"]}
+    assert plan["vocoder"]["steps"] == 2 and plan["vocoder"]["parameters"] > 1000 and plan["vocoder"]["minutes"] > 0
+    assert [g["goal"] for g in plan["vocoder"]["gates"]] == ["gate_vocoder.wer_ratio"]
+    md = (out / "report" / "report.md").read_text()
+    assert "## Component gates" in md and "## Compute plan" in md
     assert [s["name"] for s in report["steps"]] == [s.name for s in recipe.stages][:-1]
     assert (out / "report" / "report.md").read_text().startswith("# Tiny recipe")
     assert (out / "report" / "figures" / "step_times.png").is_file()

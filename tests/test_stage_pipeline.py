@@ -80,6 +80,11 @@ def test_pipeline_chains_stages_across_processes_and_skips_finished_ones(data, t
     assert (runs / "audio2" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="no stage 'nope'"):
         run_pipeline(load_config(recipe, RecipeConfig), start="nope")
+    # --until: a bounded part of the recipe (every step up to and including it)
+    assert [o.name for o in run_pipeline(load_config(recipe, RecipeConfig), log=lambda s: None, until="audio1")] == \
+        ["lm", "audio1"]
+    with pytest.raises(ValueError, match="--until: no stage 'nope'"):
+        run_pipeline(load_config(recipe, RecipeConfig), until="nope")
 
 
 def test_recipes_load_and_name_their_stages():

@@ -84,15 +84,24 @@ def test_ctc_alone_fits_a_batch(corpus, lm_dir):
     assert losses[0] > 0 and losses[-1] < 0.7 * losses[0], losses
 
 
-def test_training_with_ctc_logs_it_and_exports_the_tokenizer_alone(corpus, lm_dir, tmp_path):
+def test_training_with_ctc_logs_it_and_exports_the_head_beside_the_tokenizer(corpus, lm_dir, tmp_path):
+    """Both CTC heads train; the BPE head is saved in <tokenizer>/ctc (the codes' gate reads with it) and the
+    tokenizer itself loads without it; dev metrics hold the greedy CTC WER and the phoneme CTC loss."""
+    from audio_tokenizer.ctc import CTC_DIR, CodesTranscriber
+
     cfg = make_config(corpus, lm_dir, tmp_path / "run")
-    cfg.ctc_weight, cfg.ctc_hidden = 1.0, 32
+    cfg.ctc_weight, cfg.ctc_hidden, cfg.phoneme_ctc_weight = 1.0, 32, 1.0
     run = train_tokenizer(cfg)
-    ctc = scalars(tmp_path / "run", "loss/ctc")
-    assert len(ctc) == 6 and all(math.isfinite(v) and v > 0 for v in ctc)
-    assert "eval/ctc_loss" in run.metrics or "ctc_loss" in run.metrics
-    saved = AudioTokenizer.from_pretrained(run.final_dir)  # the head is a training auxiliary, not exported
+    for tag in ("loss/ctc", "loss/phoneme_ctc"):
+        values = scalars(tmp_path / "run", tag)
+        assert len(values) == 6 and all(math.isfinite(v) and v > 0 for v in values), tag
+    assert 0.0 <= run.metrics["ctc_wer"] and run.metrics["phoneme_ctc_loss"] > 0
+    saved = AudioTokenizer.from_pretrained(run.final_dir)
     assert not any("ctc" in n for n, _ in saved.named_parameters())
+    assert (run.final_dir / CTC_DIR / "model.safetensors").is_file()
+    trained_head = run.tokenizer  # the in-memory tokenizer equals the saved one
+    reader = CodesTranscriber.from_pretrained(run.final_dir)
+    assert torch.equal(reader.tokenizer.pre_quant.weight, trained_head.pre_quant.weight)
 
 
 def test_ctc_needs_the_lm_tokenizer(corpus, tmp_path):

@@ -180,6 +180,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "tokenizer": ("omni.bench.tokenizer", "bench_tokenizer", "audio tokenizer encode throughput vs transformers"),
     "training": ("omni.bench.training", "bench_training", "packing vs padding, DPO vs SFT, MFU on a GPU"),
     "evaluation": ("omni.bench.evaluation", "bench_evaluation", "batched vs one-by-one ASR evaluation"),
+    "plan": ("omni.bench.plan", "bench_plan", "seconds and FLOPs per training step of each component at a few sizes"),
 }
 
 

@@ -14,7 +14,7 @@ from omni.cli.common import user_errors
 @user_errors
 def bench_cmd(
     names: list[str] = typer.Argument(None, help="Benchmarks to run (default: all): ceilings, decode, streaming, "
-                                      "speech_decoder, tokenizer, training, evaluation. The ceilings always run first."),
+                                      "speech_decoder, tokenizer, training, evaluation, plan. The ceilings always run first."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda without a GPU: every benchmark skipped)."),
     out: Path = typer.Option(Path("reports/bench.json"), "--out", help="JSON results; the Markdown report is "
                              "written beside it with the suffix .md (its section for this device replaced)."),

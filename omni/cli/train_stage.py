@@ -37,6 +37,7 @@ def pipeline_cmd(
     recipe: Path = typer.Argument(..., help="Recipe YAML (kind: recipe), e.g. configs/recipes/tiny_smoke.yaml."),
     overrides: list[str] = typer.Argument(None, help="Dotted overrides of the recipe, e.g. output_root=runs/x."),
     start: str | None = typer.Option(None, "--from", help="Start at this stage (earlier ones must be finished)."),
+    until: str | None = typer.Option(None, "--until", help="Stop after this stage (run a bounded part of the recipe)."),
 ) -> None:
     """Run a recipe's stages in order, each initialised from the previous one's output, skipping finished stages.
     Rerun the same command to resume after a crash.
@@ -45,7 +46,7 @@ def pipeline_cmd(
     from omni.training.pipeline import RecipeConfig, run_pipeline
 
     cfg = load_config(recipe, RecipeConfig, overrides=overrides or [])
-    outcomes = run_pipeline(cfg, start=start, log=typer.echo)  # user_errors ends the group the stages kept
+    outcomes = run_pipeline(cfg, start=start, log=typer.echo, until=until)  # user_errors ends the group the stages kept
     if int(os.environ.get("RANK", "0")):
         return
     for o in outcomes:

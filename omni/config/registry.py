@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "eval_asr": "omni.eval.asr:AsrEvalConfig",
     "eval_tts": "omni.eval.tts:TtsEvalConfig",
     "eval_tokenizer": "omni.eval.tokenizer_eval:TokenizerEvalConfig",
+    "eval_vocoder": "omni.eval.vocoder_eval:VocoderEvalConfig",
     "generation": "omni.model.generation:GenerationConfig",
     "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",

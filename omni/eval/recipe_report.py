@@ -5,23 +5,27 @@ Reads the ``report.json`` of each evaluation step (``omni eval`` layout; ``eval_
 pipeline's step log (``<output_root>/pipeline_steps.json``) and writes ``report.json``, ``report.md`` and
 ``figures/{metrics,step_times}.png`` into the report step's directory.
 
-Headline metrics per evaluation task: ``asr`` -> ``wer``, ``cer``; ``tts`` -> ``wer`` (judge on the model's
-speech), ``reference_wer`` (judge on the reference audio), ``wer_ratio`` (their ratio, the intelligibility
-bar; the reference WER is floored at :data:`REFERENCE_WER_FLOOR`, so a judge that transcribes every reference
-perfectly still gives a ratio); ``qa`` -> ``accuracy``. A goal names ``<eval name>.<metric>``.
+Headline metrics per evaluation task: ``asr`` -> ``wer``, ``cer`` (also the codes' CTC gate, an ``asr`` report
+of the ``codes-ctc`` recogniser); speech output (``tts``, and the ``tokenizer`` resynthesis and ``vocoder``
+copy-synthesis gates) -> ``wer`` (judge on the generated speech), ``reference_wer`` (judge on the reference
+audio), ``wer_ratio`` (their ratio, the intelligibility bar; the reference WER is floored at
+:data:`omni.eval.speech.REFERENCE_WER_FLOOR`, so a judge that transcribes every reference perfectly still gives
+a ratio); ``qa`` -> ``accuracy``. A goal names ``<eval name>.<metric>``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omni.config import check, option
+from omni.eval.speech import wer_ratio
 
-REFERENCE_WER_FLOOR = 0.01  # 1 point: the smallest reference WER the TTS ratio divides by
+SPEECH_TASKS = ("tts", "tokenizer", "vocoder")
 
 
 @dataclass
@@ -37,6 +41,13 @@ class RecipeReportConfig:
     max_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the most it may be.")
     min_goals: dict[str, float] = option(default_factory=dict, help="'<eval>.<metric>' -> the least it may be.")
     wav_samples: int = option(4, help="Sample wavs of speech evaluations listed per evaluation.")
+    gates: list[str] = option(
+        default_factory=list, help="Evaluation / training-run names that are component gates (the vocoder, the "
+        "tokenizer, the codes, the text LM judged alone): their goals get their own table, before the end-to-end ones.")
+    plan: dict[str, list[str]] = option(
+        default_factory=dict, help="Compute plan: component label -> [its training step's name, its gates' names...]. "
+        "The report tabulates each one's parameters (its exported safetensors), optimizer steps and wall minutes "
+        "(the pipeline's step log) and its gate figures.")
 
     def __post_init__(self) -> None:
         for name in ("max_goals", "min_goals"):
@@ -45,6 +56,9 @@ class RecipeReportConfig:
                 check(key.split(".", 1)[0] in known and "." in key, name,
                       f"'{key}' must be '<name>.<metric>' with <name> one of {known}")
         check(self.wav_samples >= 0, "wav_samples", "must be >= 0")
+        known = {*self.evals, *self.train_runs}
+        check(all(g in known for g in self.gates), "gates", f"every gate must be one of {sorted(known)}")
+        check(all(len(v) >= 1 for v in self.plan.values()), "plan", "each component needs its step name")
 
 
 def headline(report: dict[str, Any]) -> dict[str, float | None]:
@@ -54,11 +68,10 @@ def headline(report: dict[str, Any]) -> dict[str, float | None]:
     if task == "qa":
         return {"accuracy": t.get("accuracy"), "scored": t.get("scored")}
     out = {"wer": t.get("wer"), "cer": t.get("cer"), "scored": t.get("scored")}
-    if task == "tts":
+    if task in SPEECH_TASKS:
         ref = (report.get("references") or {}).get("wer")
         out["reference_wer"] = ref
-        wer = t.get("wer")
-        out["wer_ratio"] = wer / max(ref, REFERENCE_WER_FLOOR) if ref is not None and wer is not None else None
+        out["wer_ratio"] = wer_ratio(t.get("wer"), ref)
     return out
 
 
@@ -127,12 +140,60 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def count_parameters(model_dir: str | os.PathLike) -> int | None:
+    """Parameters of an exported model: the tensors of every ``model.safetensors`` in ``model_dir`` and its
+    sub-directories (read from the file headers only); None when there is none."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).rglob("model.safetensors")) if Path(model_dir).is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():
+                total += math.prod(st.get_slice(key).get_shape())
+    return total
+
+
+def compute_plan(cfg: RecipeReportConfig, steps: list[dict[str, Any]], goals: list[dict[str, Any]]) -> list[dict]:
+    """One row per component of ``cfg.plan``: parameters of its exported model, optimizer steps and wall minutes
+    (the step log), and the goals of its gates."""
+    logged = {s["name"]: s for s in steps}
+    rows = []
+    for label, (step, *gates) in cfg.plan.items():
+        entry = logged.get(step, {})
+        secs = entry.get("seconds")
+        rows.append({"component": label, "step": step,
+                     "parameters": count_parameters(entry["output"]) if entry.get("output") else None,
+                     "steps": entry.get("step"), "minutes": None if secs is None else secs / 60,
+                     "gates": [g for g in goals if g["goal"].split(".", 1)[0] in gates]})
+    return rows
+
+
+def _goal_row(g: dict[str, Any]) -> str:
+    met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
+    return f"| {g['goal']} | {_fmt(g['value'])} | {g['op']} {g['target']} | {met} |"
+
+
 def markdown(report: dict[str, Any], figures: list[str]) -> str:
     """The report as Markdown."""
-    lines = [f"# {report['title']}", "", "## Goals", "", "| goal | value | target | met |", "|---|---:|---:|---|"]
-    for g in report["goals"]:
-        met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
-        lines.append(f"| {g['goal']} | {_fmt(g['value'])} | {g['op']} {g['target']} | {met} |")
+    gates = set(report.get("gates", []))
+    lines = [f"# {report['title']}", ""]
+    gate_goals = [g for g in report["goals"] if g["goal"].split(".", 1)[0] in gates]
+    if gate_goals:
+        lines += ["## Component gates", "", "| gate | value | target | met |", "|---|---:|---:|---|"]
+        lines += [_goal_row(g) for g in gate_goals] + [""]
+    if report.get("plan"):
+        lines += ["## Compute plan", "", "| component | parameters | steps | minutes | gate |", "|---|---:|---:|---:|---|"]
+        for r in report["plan"]:
+            gate = "; ".join(f"{g['goal']} {_fmt(g['value'])}" for g in r["gates"]) or "-"
+            params = "-" if r["parameters"] is None else f"{r['parameters'] / 1e6:.2f} M"
+            mins = "-" if r["minutes"] is None else f"{r['minutes']:.1f}"
+            lines.append(f"| {r['component']} | {params} | {_fmt(r['steps'])} | {mins} | {gate} |")
+        lines.append("")
+    lines += ["## Goals", "", "| goal | value | target | met |", "|---|---:|---:|---|"]
+    lines += [_goal_row(g) for g in report["goals"] if g["goal"].split(".", 1)[0] not in gates]
     lines += ["", "## Evaluations", "", "| evaluation | metric | value |", "|---|---|---:|"]
     for name, ms in report["metrics"].items():
         lines += [f"| {name} | {m} | {_fmt(v)} |" for m, v in ms.items()]
@@ -169,8 +230,9 @@ def write_recipe_report(cfg: RecipeReportConfig, out_dir: str | os.PathLike) -> 
     steps = []
     if cfg.steps_file and Path(cfg.steps_file).is_file():
         steps = json.loads(Path(cfg.steps_file).read_text(encoding="utf-8"))
-    report = {"title": cfg.title, "goals": check_goals(metrics, cfg), "metrics": metrics, "samples": samples,
-              "steps": steps, "evals": dict(cfg.evals)}
+    goals = check_goals(metrics, cfg)
+    report = {"title": cfg.title, "goals": goals, "gates": list(cfg.gates), "plan": compute_plan(cfg, steps, goals),
+              "metrics": metrics, "samples": samples, "steps": steps, "evals": dict(cfg.evals)}
     figures = _plots(metrics, steps, out / "figures")
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "markdown": out / "report.md"}

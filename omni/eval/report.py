@@ -3,17 +3,18 @@
 ``report.json`` keys (every task)::
 
     schema          "omni-eval-report/1"
-    task            "asr" | "tts" | "tokenizer"
+    task            "asr" | "tts" | "tokenizer" | "vocoder"
     manifest, system, judge, checkpoint, processes, created, config
     totals          utterances, scored, failed, wer, cer, words{hits, substitutions, deletions, insertions,
                     reference_length, rate}, chars{...}, audio_seconds, processing_seconds, rtf,
                     wall_seconds, utterances_per_second
-    group_by        "speaker" (asr) or "voice" (tts, tokenizer)
+    group_by        "speaker" (asr) or "voice" (tts, tokenizer, vocoder)
     by_group, by_language, by_duration     {label: totals without the wall-clock keys}
     failures        [{index, line, id, audio, group, reason}]
 
 TTS and tokenizer reports add ``references`` (the judge on the manifest's own audio),
-``intelligibility_gap`` (judge WER on ours / judge WER on the references) and ``mcd``.
+``wer_ratio`` (judge WER on ours / judge WER on the references floored at 1 point, the gate figure),
+``intelligibility_gap`` (the same ratio, unfloored: None when the references score 0) and ``mcd``.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ def markdown(report: dict[str, Any], figures: list[Path] | None = None) -> str:
     if "references" in report:
         r = report["references"]
         lines += ["", "## The judge on the reference audio", "", *_table({"references": r}, "set"), "",
-                  f"Intelligibility gap (judge WER on ours / judge WER on references): "
-                  f"{_num(report.get('intelligibility_gap'))}"]
+                  f"WER ratio (judge WER on the generated speech / judge WER on the references, the latter floored "
+                  f"at 1 point): {_num(report.get('wer_ratio'))}"]
     if report.get("mcd"):
         m = report["mcd"]
         lines += ["", f"Mel-cepstral distortion to the references: {_num(m.get('mean'), 2)} dB over {m.get('count')} "

@@ -1,14 +1,17 @@
-"""Shared core of the speech-output evaluations (``omni eval tts`` and ``omni eval tokenizer``).
+"""Shared core of the speech-output evaluations (``omni eval tts``, ``tokenizer`` and ``vocoder``).
 
 For every batch of this rank::
 
-    items --make_codes--> audio-token codes (T, 8) per item  (TTS: the omni model; tokenizer: encode the audio)
-      --speech decoder, per voice--> 24 kHz waveforms --judge--> transcripts --score--> WER vs the row's text
+    items --make--> the decoder's input per item  (TTS: codes (T, 8) from the omni model; tokenizer: codes of
+                    the row's audio; vocoder: the log-mel (M, F) of the row's audio)
+      --decoder, per voice--> waveforms --judge--> transcripts --score--> WER vs the row's text
     reference audio (when the row has it) --judge--> transcript --score--> WER of the references
     waveform vs reference --mel-cepstral distortion (DTW)--> MCD
 
-RTF of the speech output = (code generation + speech decoding seconds) / generated audio seconds; the
-judge's own time is reported apart. A few waveforms are saved under ``OUT/samples``.
+The decoder is anything with ``synthesize(x, speaker=None) -> (S,) waveform`` and ``sample_rate`` (the
+bundle's :class:`~decoders.speech_decoder.SpeechDecoder` for codes, a vocoder wrapper for mels).
+RTF of the speech output = (making + decoding seconds) / generated audio seconds; the judge's own time is
+reported apart. A few waveforms are saved under ``OUT/samples``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -65,27 +68,52 @@ class SpeechEvalConfig:
 
 
 @dataclass
-class Codes:
-    """Codes made for one item: (T, K) or None with the error; seconds spent making them."""
+class DecoderInput:
+    """What was made for one item: the decoder's input (codes (T, K) or a mel (M, F)) or None with the error;
+    seconds spent making it."""
 
-    codes: torch.Tensor | None
+    data: torch.Tensor | None
     seconds: float
     error: str | None = None
+    frames: int | None = None  # frames of the input (None: len(data), the code frames)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames the decoder's input holds (code frames at 12.5 Hz, or mel frames)."""
+        return self.frames if self.frames is not None else len(self.data) if self.data is not None else 0
 
 
-#: make_codes(items, references) -> one Codes per item (references: the loaded reference audio or None).
-MakeCodes = Callable[[list[EvalItem], list[Audio | None]], list[Codes]]
+#: make(items, references) -> one DecoderInput per item (references: the loaded reference audio or None).
+MakeInputs = Callable[[list[EvalItem], list[Audio | None]], list[DecoderInput]]
 
 
-def choose_voices(bundle: Any, voices: list[str]) -> list[str]:
-    """The voices to synthesise with (checked against the flow decoder's speakers)."""
-    known = list(bundle.speech_decoder.flow.cfg.speakers)
+class Decoder(Protocol):
+    """Turns what ``make`` produced into speech."""
+
+    sample_rate: int
+
+    def synthesize(self, x: torch.Tensor, speaker: str | None = None) -> torch.Tensor:
+        """One item's input -> (S,) float waveform at :attr:`sample_rate`."""
+
+
+def choose_voices(known: list[str], defaults: list[str], voices: list[str], what: str = "the flow decoder") -> list[str]:
+    """The voices to synthesise with: ``voices`` (each checked against ``known``), else the first default.
+
+    Raises:
+        ValueError: a requested voice is not one of ``known``.
+    """
     if not voices:
-        return [bundle.voices[0]] if bundle.voices else [""]
+        return [defaults[0]] if defaults else [""]
     unknown = [v for v in voices if v not in known]
     if unknown:
-        raise ValueError(f"voices {unknown} are not speakers of the bundle's flow decoder (known: {', '.join(known)})")
+        raise ValueError(f"voices {unknown} are not speakers of {what} (known: {', '.join(known)})")
     return list(voices)
+
+
+def bundle_voices(bundle: Any, voices: list[str]) -> list[str]:
+    """:func:`choose_voices` for a checkpoint bundle (its flow decoder's speakers, its offered voices)."""
+    return choose_voices(list(bundle.speech_decoder.flow.cfg.speakers), list(bundle.voices), voices,
+                         "the bundle's flow decoder")
 
 
 def _item_result(item: EvalItem, group: str) -> UtteranceResult:
@@ -94,21 +122,22 @@ def _item_result(item: EvalItem, group: str) -> UtteranceResult:
                            reference=(row.text or "") if row else "")
 
 
-def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, bundle: Any, judge: Recognizer,
-                    ctx: DistContext, make_codes: MakeCodes, *, need_audio: bool, out_dir: str | Path | None = None,
-                    progress: bool = True) -> EvalRun:
+def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, decoder: Decoder, voices: list[str],
+                    judge: Recognizer, ctx: DistContext, make: MakeInputs, *, need_audio: bool,
+                    out_dir: str | Path | None = None, progress: bool = True) -> EvalRun:
     """Run the pipeline of the module docstring over this rank's batches; gather every rank's results.
+
+    Args:
+        voices: speakers to synthesise each item with ("" = the decoder's default); one result per voice.
 
     Returns:
         EvalRun whose results are per (row, voice), grouped by voice; ``extra["reference_results"]`` holds
         the judge's results on the reference audio (grouped by the rows' speakers).
     """
     d = cfg.data
-    voices = choose_voices(bundle, cfg.voices)
     items = read_items(manifest, need_audio=need_audio, need_text=True, limit=d.limit,
                        max_audio_seconds=d.max_audio_seconds)
     batches = rank_batches(plan_batches(items, d.batch_size, d.sort_by_duration), ctx.rank, ctx.world)
-    decoder = bundle.speech_decoder
     samples_dir = Path(out_dir) / "samples" if out_dir is not None and cfg.samples > 0 else None
     mine: list[tuple[tuple[int, int], UtteranceResult]] = []
     refs_mine: list[tuple[int, UtteranceResult]] = []
@@ -132,7 +161,7 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, bund
                     continue
             usable.append(it)
             refs.append(ref)
-        made = make_codes(usable, refs) if usable else []
+        made = make(usable, refs) if usable else []
 
         # references: the judge on the manifest's own audio
         with_ref = [(it, a) for it, a in zip(usable, refs) if a is not None]
@@ -151,19 +180,19 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, bund
             waves: list[tuple[EvalItem, Audio, float, Audio | None, int]] = []
             for it, ref, c in zip(usable, refs, made):
                 r = _item_result(it, voice)
-                if c.error is not None or c.codes is None or len(c.codes) == 0:
+                if c.error is not None or c.data is None or c.data.numel() == 0:
                     r.error = c.error or "no speech generated (zero audio frames)"
                     mine.append(((it.index, v), r))
                     continue
                 t0 = time.perf_counter()
                 try:
-                    wav = decoder.synthesize(c.codes, speaker=voice or None).numpy()
+                    wav = decoder.synthesize(c.data, speaker=voice or None).numpy()
                 except (ValueError, RuntimeError) as e:
                     r.error = f"speech decoder failed: {short_error(e)}"
                     mine.append(((it.index, v), r))
                     continue
                 seconds = time.perf_counter() - t0 + c.seconds / len(voices)
-                waves.append((it, Audio(wav.astype(np.float32), decoder.sample_rate), seconds, ref, len(c.codes)))
+                waves.append((it, Audio(wav.astype(np.float32), decoder.sample_rate), seconds, ref, c.num_frames))
             if not waves:
                 continue
             recs = timed_transcribe(judge, [w[1] for w in waves], [w[0].row for w in waves],
@@ -210,8 +239,21 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+REFERENCE_WER_FLOOR = 0.01  # 1 point: the smallest reference WER a WER ratio divides by
+
+
+def wer_ratio(wer: float | None, reference_wer: float | None) -> float | None:
+    """The judge's WER on generated speech over its WER on the reference audio: the intelligibility bar of the
+    speech gates and of TTS. The reference WER is floored at :data:`REFERENCE_WER_FLOOR`, so a judge that
+    reads every reference right still gives a ratio. None when either is unknown."""
+    if wer is None or reference_wer is None:
+        return None
+    return wer / max(reference_wer, REFERENCE_WER_FLOOR)
+
+
 def speech_report_extra(run: EvalRun) -> dict[str, Any]:
-    """The TTS / tokenizer report sections: references, intelligibility gap, MCD, synthesis timings."""
+    """The TTS / tokenizer / vocoder report sections: references, WER ratio (and the unfloored intelligibility
+    gap), MCD, synthesis timings."""
     refs = run.extra["reference_results"]
     ok = [r for r in run.results if r.ok]
     ref_totals = summarize(refs) if refs else None
@@ -229,6 +271,7 @@ def speech_report_extra(run: EvalRun) -> dict[str, Any]:
     seconds = float(sum(r.seconds for r in ok))
     return {
         "references": ref_totals,
+        "wer_ratio": wer_ratio(ours, ref_totals["wer"] if ref_totals else None),
         "intelligibility_gap": gap,
         "mcd": {"mean": float(np.mean(mcds)) if mcds else None, "count": len(mcds),
                 "by_group": {k: float(np.mean(v)) for k, v in sorted(by_voice.items())},

@@ -26,7 +26,7 @@ from omni.eval.data import EvalItem
 from omni.eval.parallel import DistContext
 from omni.eval.recognize import short_error
 from omni.eval.recognizers.base import Recognizer
-from omni.eval.speech import Codes, SpeechEvalConfig, evaluate_speech
+from omni.eval.speech import DecoderInput, SpeechEvalConfig, bundle_voices, evaluate_speech
 from omni.model.generation import GenerationConfig
 from omni.model.sampling import SamplingConfig
 
@@ -70,20 +70,20 @@ def tts_prompt(model: Any, row: Any, cfg: TtsEvalConfig) -> Any:
 
 
 def tts_codes(bundle: Any, cfg: TtsEvalConfig) -> Any:
-    """``make_codes`` for :func:`evaluate_speech`: one batched generate call, the frames of each row's first segment."""
+    """``make`` for :func:`evaluate_speech`: one batched generate call, the frames of each row's first segment."""
     model = bundle.model.eval()
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, max_audio_frames=cfg.max_audio_frames,
                            min_audio_frames=cfg.min_audio_frames, audio=cfg.audio, allow_audio=True, seed=cfg.seed)
 
-    def make(items: list[EvalItem], refs: list[Audio | None]) -> list[Codes]:
+    def make(items: list[EvalItem], refs: list[Audio | None]) -> list[DecoderInput]:
         prompts, ok = [], []
-        out: list[Codes | None] = [None] * len(items)
+        out: list[DecoderInput | None] = [None] * len(items)
         for i, it in enumerate(items):
             try:
                 prompts.append(tts_prompt(model, it.row, cfg))
                 ok.append(i)
             except (DataError, ValueError) as e:
-                out[i] = Codes(None, 0.0, short_error(e))
+                out[i] = DecoderInput(None, 0.0, short_error(e))
         if prompts:
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -93,7 +93,7 @@ def tts_codes(bundle: Any, cfg: TtsEvalConfig) -> Any:
             total = sum(n_frames) or 1
             for j, i in enumerate(ok):
                 codes = res.segments[j][0] if res.segments[j] else res.frames[j]  # (T, K)
-                out[i] = Codes(codes, elapsed * (n_frames[j] / total if sum(n_frames) else 1 / len(ok)))
+                out[i] = DecoderInput(codes, elapsed * (n_frames[j] / total if sum(n_frames) else 1 / len(ok)))
         return out  # type: ignore[return-value]
 
     return make
@@ -102,5 +102,5 @@ def tts_codes(bundle: Any, cfg: TtsEvalConfig) -> Any:
 def evaluate_tts(cfg: TtsEvalConfig, manifest: str | Path, bundle: Any, judge: Recognizer, ctx: DistContext,
                  out_dir: str | Path | None = None, progress: bool = True) -> EvalRun:
     """Synthesise every row's text, judge it (and the reference audio), gather every rank's results."""
-    return evaluate_speech("tts", cfg, manifest, bundle, judge, ctx, tts_codes(bundle, cfg), need_audio=False,
-                           out_dir=out_dir, progress=progress)
+    return evaluate_speech("tts", cfg, manifest, bundle.speech_decoder, bundle_voices(bundle, cfg.voices), judge, ctx,
+                           tts_codes(bundle, cfg), need_audio=False, out_dir=out_dir, progress=progress)

@@ -225,20 +225,26 @@ def _run_step(kind: str, cfg: Any, run_dir: Path, inputs: dict[str, str], main: 
     return result
 
 
-def run_pipeline(recipe: RecipeConfig, start: str | None = None, log: Any = print) -> list[StageOutcome]:
+def run_pipeline(recipe: RecipeConfig, start: str | None = None, log: Any = print,
+                 until: str | None = None) -> list[StageOutcome]:
     """Run the recipe's steps in order (skipping finished ones); stops after a training step that did not finish.
 
     Args:
         start: begin at this step (earlier steps must have finished).
+        until: stop after this step (a bounded part of a recipe, e.g. its components and their gates).
 
     Raises:
-        ValueError: an unknown start step, a step kind that is not a recipe step, or a step whose input is missing.
+        ValueError: an unknown start / until step, a step kind that is not a recipe step, or a step whose input
+            is missing.
     """
     from omni.training.recipe_steps import STEPS
 
     names = [s.name for s in recipe.stages]
-    if start is not None and start not in names:
-        raise ValueError(f"--from: no stage '{start}' in the recipe (stages: {', '.join(names)})")
+    for flag, name in (("--from", start), ("--until", until)):
+        if name is not None and name not in names:
+            raise ValueError(f"{flag}: no stage '{name}' in the recipe (stages: {', '.join(names)})")
+    if start is not None and until is not None and names.index(until) < names.index(start):
+        raise ValueError(f"--until {until} comes before --from {start}")
     first = names.index(start) if start else 0
     outcomes: list[StageOutcome] = []
     prev_model: StageOutcome | None = None
@@ -273,5 +279,7 @@ def run_pipeline(recipe: RecipeConfig, start: str | None = None, log: Any = prin
         if not outcome.complete:
             if main:
                 log(f"[{entry.name}] stopped at step {outcome.step}; rerun the same command to resume")
+            break
+        if entry.name == until:
             break
     return outcomes

@@ -18,6 +18,9 @@ bundle_assemble    :func:`omni.bundle.assemble_bundle`                      the 
 make_pairs         :func:`omni.align.pairs.make_pairs`                      ``<step>/pairs.jsonl``
 dpo                :func:`omni.align.train.train_preference`                ``<run>/final``
 eval_asr, eval_tts :mod:`omni.eval` (``inputs: {manifest, checkpoint}``)    the step directory (report)
+eval_vocoder       copy-synthesis gate (``inputs: {manifest, vocoder}``)    the step directory (report)
+eval_tokenizer     resynthesis gate (``inputs: {manifest, tokenizer,        the step directory (report)
+                   flow, vocoder}`` or ``{manifest, checkpoint}``)
 eval_qa            :func:`omni.eval.qa.evaluate_qa`                         the step directory (report)
 recipe_report      :func:`omni.eval.recipe_report.write_recipe_report`      the step directory (report)
 =================  =======================================================  ==========================
@@ -248,6 +251,54 @@ def _eval_tts(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     return StepResult(run_dir)
 
 
+def _eval_vocoder(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
+    from omni.eval.parallel import dist_context
+    from omni.eval.recognizers import build_recognizer
+    from omni.eval.report import finish_run
+    from omni.eval.speech import speech_report_extra
+    from omni.eval.vocoder_eval import CopySynthesis, evaluate_vocoder
+
+    manifest = _need(inputs, "manifest", "eval_vocoder")
+    ctx = dist_context(cfg.judge.device)
+    copy = CopySynthesis(_need(inputs, "vocoder", "eval_vocoder"), cfg.griffin_lim_iters, ctx.device)
+    rec = build_recognizer(cfg.judge)
+    run = evaluate_vocoder(cfg, manifest, copy, rec, ctx, out_dir=run_dir)
+    if ctx.is_main:
+        report, _ = finish_run("vocoder", run, cfg, manifest, copy.name, run_dir, "voice", judge=rec.name,
+                               extra=speech_report_extra(run))
+        return StepResult(run_dir, summary={"wer_ratio": report["wer_ratio"]})
+    return StepResult(run_dir)
+
+
+def _eval_tokenizer(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
+    from omni.eval.parallel import dist_context
+    from omni.eval.recognizers import build_recognizer
+    from omni.eval.report import finish_run
+    from omni.eval.speech import speech_report_extra
+    from omni.eval.tokenizer_eval import (
+        bundle_resynthesis,
+        component_resynthesis,
+        evaluate_tokenizer,
+    )
+
+    manifest = _need(inputs, "manifest", "eval_tokenizer")
+    ctx = dist_context(cfg.judge.device)
+    if inputs.get("checkpoint"):
+        from omni.bundle import load_bundle
+
+        parts = bundle_resynthesis(load_bundle(inputs["checkpoint"], ctx.device), cfg.voices)
+    else:
+        parts = component_resynthesis(*(_need(inputs, k, "eval_tokenizer") for k in ("tokenizer", "flow", "vocoder")),
+                                      cfg.voices, ctx.device)
+    rec = build_recognizer(cfg.judge)
+    run = evaluate_tokenizer(cfg, manifest, parts, rec, ctx, out_dir=run_dir)
+    if ctx.is_main:
+        report, _ = finish_run("tokenizer", run, cfg, manifest, "tokenizer+decoder", run_dir, "voice", judge=rec.name,
+                               checkpoint=inputs.get("checkpoint"), extra=speech_report_extra(run))
+        return StepResult(run_dir, summary={"wer_ratio": report["wer_ratio"]})
+    return StepResult(run_dir)
+
+
 def _eval_qa(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     from omni.eval.qa import evaluate_qa
 
@@ -297,6 +348,8 @@ STEPS: dict[str, StepKind] = {
     "make_pairs": StepKind(_pairs, output="pairs.jsonl"),
     "eval_asr": StepKind(_eval_asr, all_ranks=True),
     "eval_tts": StepKind(_eval_tts, all_ranks=True),
+    "eval_vocoder": StepKind(_eval_vocoder, all_ranks=True),
+    "eval_tokenizer": StepKind(_eval_tokenizer, all_ranks=True),
     "eval_qa": StepKind(_eval_qa),
     "recipe_report": StepKind(_report),
 }

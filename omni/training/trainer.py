@@ -110,6 +110,10 @@ class TrainTask(Protocol):
     def compute_loss(self, model: torch.nn.Module, batch: Any, phase: str) -> StepOutput:
         """Forward one micro-batch for ``phase``; summed loss over its units."""
 
+    # Optional: ``phases_at(step) -> tuple[str, ...]``, the phases that run at a step (0-based; default: all
+    # of ``phases``). A phase left out is not forwarded and its optimizer and scheduler do not step (a GAN's
+    # discriminator before the adversarial losses start).
+
 
 @dataclass
 class TrainResult:
@@ -299,7 +303,7 @@ class Trainer:
         t0, units_done = time.perf_counter(), 0.0
         while step < cfg.max_steps and not self._stop:
             micro = [to_device(next(batches), self.acc.device) for _ in range(cfg.grad_accum)]
-            step_metrics, units, amounts = self._train_step(micro)
+            step_metrics, units, amounts = self._train_step(micro, step)
             units_done += units
             for k, v in amounts.items():
                 done[k] += v
@@ -333,15 +337,18 @@ class Trainer:
                              dtype=torch.float64)
         return float(self.acc.reduce(local, reduction="sum"))
 
-    def _train_step(self, micro: list[Any]) -> tuple[dict[str, float], float, dict[str, float]]:
-        """One optimizer step per phase over this process's micro-batches: (metrics, loss units, throughput)."""
+    def _train_step(self, micro: list[Any], step: int = 0) -> tuple[dict[str, float], float, dict[str, float]]:
+        """One optimizer step per phase over this process's micro-batches: (metrics, loss units, throughput).
+
+        ``step`` is the number of steps done before this one (the task's ``phases_at`` may leave phases out)."""
         total = self._global_units(micro)
         if total <= 0:
             raise RuntimeError("a training step has no loss units (every example of the batch was empty)")
         scale = self.acc.num_processes / total  # DDP averages gradients over processes
         out: dict[str, float] = {}
         amounts: dict[str, float] = {}
-        for phase in self.task.phases:
+        phases_at = getattr(self.task, "phases_at", None)
+        for phase in phases_at(step) if phases_at is not None else self.task.phases:
             opt = self.optimizers[phase]
             opt.zero_grad(set_to_none=True)
             sums: dict[str, float] = defaultdict(float)

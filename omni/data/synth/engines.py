@@ -261,6 +261,17 @@ def synthesize(
     return _trim(speech) if trim else speech
 
 
+def phonemize(texts: list[str], accent: str = "en-us") -> list[str]:
+    """The phonemes of ``texts`` as espeak-ng reads them: its ASCII phoneme names, ``|`` between phonemes,
+    spaces between words, stress marks (``'`` ``,``) and pauses (``_:``) included, e.g. ``"What is it?"`` ->
+    ``"w|,V|t I|z I|t"``. In-process and deterministic; about 0.2 ms per sentence.
+
+    Raises:
+        ValueError: an unknown accent.
+    """
+    return _espeak_runtime().phonemize(list(texts), accent)
+
+
 def _trim(speech: Speech, pad_s: float = 0.1, top_db: float = 40.0) -> Speech:
     """Cut audio before the first and after the last 10 ms frame whose RMS is within
     ``top_db`` of the loudest frame's, keeping up to ``pad_s`` seconds on each side."""
@@ -281,6 +292,7 @@ def _trim(speech: Speech, pad_s: float = 0.1, top_db: float = 40.0) -> Speech:
 
 _ENOUTPUT_MODE_SYNCHRONOUS, _POS_CHARACTER, _ESPEAK_CHARS_UTF8 = 1, 1, 1
 _ESPEAK_PARAM_RATE, _ESPEAK_PARAM_PITCH, _ESPEAK_DEFAULT_WPM = 1, 3, 175
+_PHONEMES_SEPARATED = ord("|") << 8  # espeak_TextToPhonemes phonememode: ASCII phoneme names, "|" between them
 # int callback(short *wav, int n_samples, espeak_EVENT *events); wav == NULL at the end
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
 
@@ -377,6 +389,34 @@ class _EspeakRuntime:
             pcm, self._chunks = b"".join(self._chunks), []
         samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         return Speech(samples, sample_rate)
+
+    def phonemize(self, texts: list[str], accent: str) -> list[str]:
+        """espeak-ng's phonemes of each text (clauses joined by spaces), from one freshly loaded library."""
+        self.check_name(accent)
+        with self.lock:
+            lib = ctypes.CDLL(str(self.lib_path), mode=ctypes.RTLD_LOCAL)
+            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+            lib.espeak_ng_InitializePath(str(self.data_view).encode())
+            context = ctypes.c_void_p()
+            try:
+                _check(lib, lib.espeak_ng_Initialize(ctypes.byref(context)), "initialise")
+                _check(lib, lib.espeak_ng_InitializeOutput(_ENOUTPUT_MODE_SYNCHRONOUS, 0, None), "open output")
+                _check(lib, lib.espeak_ng_SetVoiceByName(accent.encode()), f"select voice {accent!r}")
+                out = []
+                for text in texts:
+                    buf = ctypes.create_string_buffer(text.encode("utf-8"))
+                    pos = ctypes.c_void_p(ctypes.addressof(buf))  # advanced clause by clause, NULL at the end
+                    clauses = []
+                    while pos.value:
+                        clause = lib.espeak_TextToPhonemes(ctypes.byref(pos), _ESPEAK_CHARS_UTF8, _PHONEMES_SEPARATED)
+                        clauses.append((clause or b"").decode("utf-8", errors="replace").strip())
+                    out.append(" ".join(c for c in clauses if c))
+                return out
+            finally:
+                lib.espeak_ng_Terminate()
+                lib.espeak_ng_ClearErrorContext(ctypes.byref(context))
+                _dlclose(lib)
 
     def _render(self, lib: ctypes.CDLL, text: str, name: str, wpm: int, pitch_param: int) -> int:
         """Synthesise into ``self._chunks`` through the espeak_ng_* API; the sample rate."""

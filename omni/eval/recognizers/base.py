@@ -10,6 +10,8 @@ name            what it runs
                 no one here trained; one utterance at a time)
 ``whisper``     a ``transformers`` Whisper model from a local directory (batched)
 ``espnet``      ESPnet ``Speech2Text`` from a local model directory (when espnet imports)
+``codes-ctc``   the audio tokenizer's CTC head on its codes (a saved tokenizer directory): the codes'
+                phonetic-content gate
 ==============  ===============================================================================
 
 Model directories are local only: a missing one is a clear error, never a download.
@@ -27,16 +29,18 @@ from omni.config import check, option
 from omni.data.formatters import FormatConfig
 from omni.data.manifest import ManifestRow
 
-RECOGNIZERS = ("omni", "pocketsphinx", "whisper", "espnet")
+RECOGNIZERS = ("omni", "pocketsphinx", "whisper", "espnet", "codes-ctc")
 
 
 @dataclass
 class RecognizerConfig:
     """Which recogniser to run and its decoding settings (``kind: recognizer``)."""
 
-    name: str = option("omni", help="Recogniser: omni (the bundle's model), pocketsphinx, whisper or espnet.")
+    name: str = option("omni", help="Recogniser: omni (the bundle's model), pocketsphinx, whisper, espnet or codes-ctc "
+                       "(the audio tokenizer's CTC head on its codes).")
     model_dir: str | None = option(
-        None, help="whisper / espnet: local model directory (never downloaded). omni uses --checkpoint instead.")
+        None, help="whisper / espnet: local model directory; codes-ctc: a saved audio tokenizer with its ctc/ head "
+        "(never downloaded). omni uses --checkpoint instead.")
     device: str = option("cpu", help="Torch device (cpu, cuda, cuda:1); under torchrun each rank uses its own GPU.")
     max_new_tokens: int = option(128, help="omni / whisper: most tokens generated per utterance.")
     beam_size: int = option(1, help="whisper / espnet: beam width (1 = greedy).")
@@ -49,7 +53,7 @@ class RecognizerConfig:
         check(self.name in RECOGNIZERS, "name", f"must be one of {', '.join(RECOGNIZERS)}, got '{self.name}'")
         check(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         check(self.beam_size >= 1, "beam_size", "must be >= 1")
-        check(self.name not in ("whisper", "espnet") or bool(self.model_dir), "model_dir",
+        check(self.name not in ("whisper", "espnet", "codes-ctc") or bool(self.model_dir), "model_dir",
               f"the {self.name} recogniser needs a local model directory")
 
 
@@ -105,6 +109,10 @@ def build_recognizer(cfg: RecognizerConfig, bundle: Any = None) -> Recognizer:
         from omni.eval.recognizers.whisper import WhisperRecognizer
 
         return WhisperRecognizer(cfg)
+    if cfg.name == "codes-ctc":
+        from omni.eval.recognizers.codes_ctc import CodesCTCRecognizer
+
+        return CodesCTCRecognizer(cfg)
     from omni.eval.recognizers.espnet import EspnetRecognizer
 
     return EspnetRecognizer(cfg)
