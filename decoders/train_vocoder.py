@@ -191,12 +191,19 @@ class VocoderEvaluator:
         return {"mel_l1": l1_sum / frames}
 
 
+def vocoder_data(cfg: VocoderTrainConfig) -> tuple[VocoderDataset, VocoderDataset | None]:
+    """The training and dev data sets, with a mel front end of their own: the model's moves to the GPU with the
+    model, and a DataLoader worker process cannot use CUDA (it failed on a GPU with loop.num_workers > 0)."""
+    front_end = MelFrontEnd(cfg.model.mel)
+    dev = VocoderDataset([cfg.dev_manifest], front_end, None) if cfg.dev_manifest else None
+    return VocoderDataset(cfg.train_manifests, front_end, cfg.segment_frames), dev
+
+
 def train_vocoder(cfg: VocoderTrainConfig) -> tuple[TrainResult, Path]:
     """Run (or resume) a vocoder training; returns the result and the final generator directory."""
     torch.manual_seed(cfg.loop.seed)
     model = VocoderGAN(cfg.model)
-    dataset = VocoderDataset(cfg.train_manifests, model.front_end, cfg.segment_frames)
-    dev = VocoderDataset([cfg.dev_manifest], model.front_end, None) if cfg.dev_manifest else None
+    dataset, dev = vocoder_data(cfg)
     opt_g = build_optimizer(model.vocoder.parameters(), cfg.optim_g)
     opt_d = build_optimizer(model.discriminator.parameters(), cfg.optim_d)
     scheds = {"generator": build_scheduler(opt_g, cfg.optim_g, cfg.loop.max_steps),

@@ -122,6 +122,24 @@ def test_vocoder_mel_warm_up_leaves_the_discriminator_alone_then_starts_it(data,
     assert steps["stft"] == [1, 2, 3, 4, 5, 6] and steps["loss/discriminator"] == [4, 5, 6]
 
 
+def test_vocoder_data_keep_their_own_front_end_on_the_cpu(data):
+    """The data sets must not share the model's mel front end: accelerate moves the model (and its buffers) to the
+    GPU, where DataLoader worker processes cannot follow ("CUDA error: initialization error" on an H200 with
+    loop.num_workers=8). Moving the model to the meta device stands in for the GPU here."""
+    from decoders.train_vocoder import VocoderGAN, vocoder_data
+    from omni.config import load_config
+
+    cfg = load_config(CONFIGS / "vocoder_tiny.yaml", overrides=[f"train_manifests=[{data / 'train.jsonl'}]",
+                                                                 f"dev_manifest={data / 'dev.jsonl'}",
+                                                                 "loop.output_dir=/unused", "segment_frames=8"])
+    model = VocoderGAN(cfg.model)
+    train, dev = vocoder_data(cfg)
+    model.to("meta")
+    wav, mel = train[0]
+    assert mel.device.type == "cpu" and mel.shape == (80, 8) and torch.isfinite(mel).all()
+    assert dev[0][1].device.type == "cpu"
+
+
 def test_train_flow_then_decode_whole_and_streamed(data, tmp_path):
     run = tmp_path / "flow"
     code, out = invoke("train", "flow", CONFIGS / "flow_tiny.yaml", f"loop.output_dir={run}",
