@@ -203,20 +203,28 @@ class AudioTokenizer(nn.Module):
 
     # ---- training forward ---------------------------------------------------------------
 
-    def quantize(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def quantize(self, wav: torch.Tensor, lengths: torch.Tensor,
+                 mel_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Waveforms (B, S) of at most ``chunk_seconds`` -> mel features, code-rate vectors and their mask.
+
+        ``mel_augment(mel (B, M, F), lengths (B,)) -> mel`` alters the encoder's input only (training: SpecAugment);
+        the returned features keep the clean mel, the reconstruction target.
 
         Returns:
             (features, z (B, T, dim_q), code_lengths (B,)) where features is the front end's MelFeatures.
         """
         feats = self.frontend(wav, lengths)  # mel (B, M, F)
-        hidden, lengths50 = self.encoder(feats.mel, feats.lengths)  # (B, F/2, D)
+        mel_in = mel_augment(feats.mel, feats.lengths) if mel_augment is not None else feats.mel
+        hidden, lengths50 = self.encoder(mel_in, feats.lengths)  # (B, F/2, D)
         down, code_lengths = self.downsampler(hidden, lengths50)  # (B, T, C)
         return feats, self.pre_quant(down), code_lengths
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> TokenizerOutput:
-        """Encode, quantize and decode a padded batch of waveforms (B, S) at :attr:`sample_rate`."""
-        feats, z, code_lengths = self.quantize(wav, lengths)
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
+                mel_augment: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> TokenizerOutput:
+        """Encode, quantize and decode a padded batch of waveforms (B, S) at :attr:`sample_rate` (``mel_augment``:
+        see :meth:`quantize`)."""
+        feats, z, code_lengths = self.quantize(wav, lengths, mel_augment)
         mask = torch.arange(z.shape[1], device=z.device)[None, :] < code_lengths[:, None]  # (B, T)
         q = self.quantizer(z, mask)
         decoded = self.decoder(q.quantized, code_lengths)

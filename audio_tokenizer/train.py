@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audio_tokenizer.augment import SpecAugmentConfig, spec_augment
 from audio_tokenizer.ctc import CTC_DIR, CTCHead, ctc_per_token, greedy_ctc, save_ctc_head
 from audio_tokenizer.data import (
     SpeechBatch,
@@ -81,6 +82,9 @@ class TokenizerTrainConfig:
         "frames 4x and spells the transcript's espeak-ng phonemes (audio_tokenizer/phonemes.py), which pushes the "
         "codes to carry the sounds of speech, shared by every word; 0 disables it.")
     phoneme_accent: str = option("en-us", help="espeak-ng voice whose pronunciation gives the phoneme targets.")
+    spec_augment: SpecAugmentConfig = option(
+        default_factory=SpecAugmentConfig, help="Frequency / time masks on the encoder's input mel during training "
+        "(audio_tokenizer/augment.py; the reconstruction target stays clean). Off by default.")
     eval_batch_size: int = option(16, help="Clips per evaluation batch (per process).")
     eval_max_clips: int = option(0, help="Evaluate on at most this many dev clips (0: all).")
 
@@ -117,16 +121,19 @@ class TokenizerTrainModel(nn.Module):
     """What the loop trains: the tokenizer and, with the transcription objective, its LM adapter."""
 
     def __init__(self, tokenizer: AudioTokenizer, adapter: TranscriptionAdapter | None = None,
-                 ctc_head: CTCHead | None = None, phoneme_head: PhonemeCTCHead | None = None):
+                 ctc_head: CTCHead | None = None, phoneme_head: PhonemeCTCHead | None = None,
+                 augment: SpecAugmentConfig | None = None):
         super().__init__()
         self.tokenizer = tokenizer
         self.adapter = adapter
         self.ctc_head = ctc_head
         self.phoneme_head = phoneme_head
+        self.augment = augment if augment is not None and augment.enabled else None
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> TrainForward:
-        """wav (B, S), lengths (B,) -> TrainForward."""
-        out = self.tokenizer(wav, lengths)
+        """wav (B, S), lengths (B,) -> TrainForward; in training mode the encoder's input mel is SpecAugmented."""
+        augment = partial(spec_augment, cfg=self.augment) if self.training and self.augment is not None else None
+        out = self.tokenizer(wav, lengths, augment)
         q, n = out.quantized, out.code_lengths
         return TrainForward(out, self.adapter(q) if self.adapter is not None else None,
                             self.ctc_head(q, n) if self.ctc_head is not None else None,
@@ -404,7 +411,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
         dev_phonemes = [vocab.encode(u) for u in units[len(train_items):]]
         phoneme_head = PhonemeCTCHead(cfg.model.quantizer.dim, len(vocab), cfg.ctc_hidden)
         log(f"phoneme CTC: {len(vocab)} phonemes ({' '.join(vocab.symbols)})")
-    model = TokenizerTrainModel(tokenizer, adapter, ctc_head, phoneme_head)
+    model = TokenizerTrainModel(tokenizer, adapter, ctc_head, phoneme_head, cfg.spec_augment)
     dataset = SpeechDataset(train_items, tokenizer.sample_rate, encode_text, cfg.max_seconds, train_phonemes)
     log(f"{len(train_items)} training clips, {len(dev_items)} dev clips; {tokenizer.num_codebooks} levels "
         f"{list(tokenizer.codebook_sizes)} at {tokenizer.frame_rate:g} Hz = {tokenizer.bitrate:.0f} bits/s")

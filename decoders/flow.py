@@ -54,6 +54,10 @@ class FlowDecoderConfig:
     prompt_prob: float = option(0.5, help="Training: probability that a prefix of the target mel is given as prompt.")
     prompt_max_ratio: float = option(0.3, help="Training: longest prompt as a fraction of the utterance.")
     cfg_dropout: float = option(0.2, help="Training: probability of dropping all conditions (classifier-free guidance).")
+    prior_weight: float = option(
+        0.0, help="Training: weight of Matcha-TTS's prior loss, the per-frame mean squared error between the token "
+        "encoder's output mu and the target mel. It makes mu an informative mel-like condition from the first "
+        "steps, which a briefly trained estimator relies on; 0 leaves it out (CosyVoice).")
     sigma_min: float = option(1e-6, help="Width of the optimal-transport path's end point.")
     t_schedule: Literal["linear", "cosine"] = option(
         "cosine", help="Time warp for training times and Euler steps: cosine t' = 1 - cos(t pi / 2) puts more "
@@ -82,6 +86,7 @@ class FlowDecoderConfig:
         check(0 <= self.prompt_prob <= 1, "prompt_prob", "must be in [0, 1]")
         check(0 <= self.prompt_max_ratio < 1, "prompt_max_ratio", "must be in [0, 1)")
         check(0 <= self.cfg_dropout < 1, "cfg_dropout", "must be in [0, 1)")
+        check(self.prior_weight >= 0, "prior_weight", "must be >= 0")
         check(0 <= self.sigma_min < 1, "sigma_min", "must be in [0, 1)")
         check(self.n_steps >= 1, "n_steps", "must be >= 1")
         check(self.guidance_scale >= 0, "guidance_scale", "must be >= 0")
@@ -95,11 +100,14 @@ class FlowDecoderConfig:
 
 @dataclass
 class FlowLoss:
-    """Training output: the CFM loss summed over its frames, and how many frames count."""
+    """Training output: the loss summed over its frames (CFM, plus the weighted prior term when trained), how
+    many frames count, and the CFM and prior sums alone (for logging)."""
 
     loss: torch.Tensor
     frames: torch.Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    cfm: torch.Tensor | None = None  # the CFM term's sum (None: ``loss`` is the CFM term alone)
+    prior: torch.Tensor | None = None  # the prior term's sum, unweighted
 
 
 def validate_codes(codes: torch.Tensor | np.ndarray | list, codebook_sizes: list[int], name: str = "codes") -> torch.Tensor:
@@ -324,7 +332,12 @@ class FlowDecoder(nn.Module):
             in_prompt = (frame < prompt_frames.view(-1, 1, 1)).to(mel.dtype)  # (B, 1, T)
             cond, loss_mask = mel * in_prompt, mel_mask * (1 - in_prompt)
         spks = self.speaker_condition(speaker)
-        return self.cfm.compute_loss(mel, mel_mask, mu, spks, cond, loss_mask=loss_mask)
+        out = self.cfm.compute_loss(mel, mel_mask, mu, spks, cond, loss_mask=loss_mask)
+        if self.cfg.prior_weight == 0:
+            return out
+        prior = flow_matching_loss(mu, mel, loss_mask)  # sum over loss frames of the per-frame mean squared error
+        return FlowLoss(out.loss + self.cfg.prior_weight * prior, out.frames, out.stats, cfm=out.loss.detach(),
+                        prior=prior.detach())
 
     # ---- synthesis -------------------------------------------------------------------
 

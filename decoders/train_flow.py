@@ -61,7 +61,10 @@ class FlowTask:
 
     def compute_loss(self, model: torch.nn.Module, batch: FlowBatch, phase: str) -> StepOutput:
         out = model(batch.mel, batch.mel_mask, batch.codes, batch.code_mask, batch.speaker, batch.prompt_frames)
-        return StepOutput(loss=out.loss, sums={"cfm": out.loss.detach()},
+        sums = {"cfm": (out.cfm if out.cfm is not None else out.loss).detach()}
+        if out.prior is not None:
+            sums["prior"] = out.prior
+        return StepOutput(loss=out.loss, sums=sums,
                           stats={"prompt_frames": float(batch.prompt_frames.float().mean())})
 
 

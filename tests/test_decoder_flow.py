@@ -193,3 +193,28 @@ def test_flow_decoder_trains_generates_and_round_trips(tmp_path):
     torch.testing.assert_close(again.generate(codes[0], n_steps=3, seed=5), model.generate(codes[0], n_steps=3, seed=5))
     with pytest.raises(FileNotFoundError, match="model directory not found"):
         FlowDecoder.from_pretrained(tmp_path / "missing")
+
+
+def test_prior_loss_is_the_mean_squared_error_of_mu_to_the_mel_outside_the_prompt():
+    """prior_weight w adds w * sum over scored frames of mean_m (mu - mel)^2 (Matcha-TTS's prior loss) to the CFM
+    loss; the CFM part itself is unchanged (same seeds, evaluation mode: no condition dropout)."""
+    codes = torch.randint(0, 16, (2, 6, 8), generator=torch.Generator().manual_seed(0))
+    code_mask = torch.tensor([[1.0] * 6, [1.0] * 4 + [0.0] * 2])
+    mel_mask = code_mask.repeat_interleave(4, dim=1).unsqueeze(1)  # (2, 1, 24)
+    mel = torch.randn(2, 20, 24, generator=torch.Generator().manual_seed(1)) * mel_mask
+    prompt = torch.tensor([5, 0])
+    torch.manual_seed(0)
+    plain = FlowDecoder(tiny_flow_config()).eval()
+    torch.manual_seed(0)
+    with_prior = FlowDecoder(tiny_flow_config(prior_weight=2.0)).eval()
+    torch.manual_seed(3)
+    a = plain(mel, mel_mask, codes, code_mask, torch.tensor([1, 2]), prompt)
+    torch.manual_seed(3)
+    b = with_prior(mel, mel_mask, codes, code_mask, torch.tensor([1, 2]), prompt)
+    mu = plain.encoder(codes, code_mask)  # (2, 20, 24)
+    scored = mel_mask.clone()
+    scored[0, :, :5] = 0  # the prompt frames of clip 0 are not scored
+    by_hand = float((((mu - mel) ** 2).mean(1, keepdim=True) * scored).sum())
+    assert float(b.cfm) == pytest.approx(float(a.loss), rel=1e-6) and a.prior is None
+    assert float(b.prior) == pytest.approx(by_hand, rel=1e-5)
+    assert float(b.loss) == pytest.approx(float(a.loss) + 2.0 * by_hand, rel=1e-5)
