@@ -77,7 +77,7 @@ def tokenizer_costs(ctx: BenchContext, sizes: list[tuple[int, int]], batch: int,
     for width, layers in sizes:
         data = to_data(tiny_tokenizer_config())
         for part in ("encoder", "decoder"):
-            data[part].update(d_model=width, layers=layers, heads=max(1, width // 48), ffn_dim=4 * width)
+            data[part].update(d_model=width, layers=layers, heads=4, ffn_dim=4 * width)
         data["downsampler"]["dim"] = data["decoder"]["upsampler"]["dim"] = width
         cfg = from_data(type(tiny_tokenizer_config()), data)
         torch.manual_seed(0)
