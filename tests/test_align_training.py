@@ -77,8 +77,8 @@ def test_resume_equals_uninterrupted(setup, tmp_path, monkeypatch):
     straight = train_preference(_cfg(setup, tmp_path / "a", *common))
     original = Trainer._train_step
 
-    def stop_after_two(self, micro):
-        out = original(self, micro)
+    def stop_after_two(self, micro, step=0):
+        out = original(self, micro, step)
         self.calls = getattr(self, "calls", 0) + 1
         self._stop = self.calls >= 2  # what the SIGTERM handler sets
         return out

@@ -114,7 +114,7 @@ def hostile_audio(draw) -> tuple[str, bytes]:
         return kind, raw_wav(ch, sr, 16, draw(st.binary(min_size=0, max_size=2048)))
     if kind == "bitflip":
         data = bytearray(wav_bytes(tone, sr))
-        for pos in draw(st.lists(st.integers(0, 63), min_size=1, max_size=6)):  # inside the header
+        for pos in draw(st.lists(st.integers(0, min(63, len(data) - 1)), min_size=1, max_size=6)):  # in the header
             data[pos] ^= draw(st.integers(1, 255))
         return kind, bytes(data)
     return kind, wav_bytes(tone + 0.01, sr)
