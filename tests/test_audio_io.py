@@ -128,6 +128,14 @@ def test_nan_inf_silence_and_length_limits(tmp_path):
         load_audio(tmp_path / "long.wav", duration=0.1, limits=AudioLimits(min_seconds=0.5))
 
 
+def test_a_file_too_short_to_survive_resampling_is_an_error(tmp_path):
+    """Two samples at 73.5 kHz resample to none at 16 kHz (a header bit flip found by the fuzz test)."""
+    sf.write(tmp_path / "two.wav", np.array([0.0, 0.05], np.float32), 73536)
+    assert load_audio(tmp_path / "two.wav", limits=AudioLimits(allow_silence=True)).samples.shape == (2,)
+    with pytest.raises(AudioError, match="too short: 2 samples at 73536 Hz give no samples at 16000 Hz"):
+        load_audio(tmp_path / "two.wav", 16000, limits=AudioLimits(allow_silence=True))
+
+
 def test_length_limit_is_checked_before_reading(tmp_path, monkeypatch):
     sf.write(tmp_path / "long.wav", tone(3.0, 8000), 8000)
     monkeypatch.setattr(sf, "read", lambda *a, **k: pytest.fail("read samples of an over-long file"))

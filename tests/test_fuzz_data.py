@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from omni.audio.io import AudioError, AudioLimits, load_audio
@@ -148,6 +148,8 @@ def _problem_kind(problem: str) -> str:
 
 @FUZZ
 @given(case=hostile_audio())
+@example(case=("bitflip", b"RIFF(\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x01\x00\x80>\x00\x00"
+                           b"\x02\x00\x10\x00data\x04\x00\x00\x00\x00\x00\x9a\x06"))  # 2 samples at 73.5 kHz
 def test_hostile_audio_bytes_decode_or_fail_clearly(tmp_path, case):
     kind, data = case
     path = tmp_path / f"x-{kind}.wav"

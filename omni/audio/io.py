@@ -283,7 +283,10 @@ def load_audio(
     if mono:
         data = to_mono(data)
     if sample_rate is not None and sample_rate != sr:
+        n = data.shape[0]
         data = resample(data, sr, sample_rate)
+        if data.shape[0] == 0:
+            raise AudioError(path, f"too short: {n} samples at {sr} Hz give no samples at {sample_rate} Hz")
         sr = sample_rate
     return Audio(np.ascontiguousarray(data, dtype=np.float32), sr)
 
