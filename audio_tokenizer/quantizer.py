@@ -100,6 +100,18 @@ class ResidualQuantizer(nn.Module):
         quantized, codes, losses = self.rvq(z, mask=mask)  # (B, T, dim), (B, T, K), (K,)
         return QuantizerOutput(quantized, codes, losses.reshape(-1))
 
+    def codebook_vectors(self) -> list[torch.Tensor]:
+        """Each level's codebook: K tensors, level k of shape (codebook_sizes[k], dim), in the space where a frame's
+        quantized vector is the sum over levels of its codes' rows (what :meth:`decode_codes` returns)."""
+        if not self.initialised:
+            raise RuntimeError("the quantizer's codebooks are not initialised yet (k-means init runs on the first "
+                               "training batch)")
+        sizes = self.codebook_sizes
+        index = torch.stack([torch.arange(max(sizes)).clamp_max(n - 1) for n in sizes], dim=-1)  # (N, K)
+        with torch.no_grad():
+            per_level = self.rvq.get_codes_from_indices(index[None].to(self.rvq.layers[0]._codebook.embed.device))  # (K, 1, N, dim)
+        return [per_level[k, 0, :n].detach().clone() for k, n in enumerate(sizes)]
+
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, T, K) (-1 allowed on padded frames) -> summed code vectors (B, T, dim)."""
         for level, size in enumerate(self.codebook_sizes):

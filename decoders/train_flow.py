@@ -42,6 +42,9 @@ class FlowTrainConfig:
     eval_examples: int = option(4, help="Dev utterances scored and synthesised at each evaluation.")
     eval_steps: int = option(10, help="Euler steps (NFE) for dev synthesis.")
     vocoder_dir: str | None = option(None, help="Trained vocoder for dev audio samples; Griffin-Lim when unset.")
+    codebooks_from: str | None = option(
+        None, help="Saved audio tokenizer whose RVQ codebooks become the token encoder's tables at the start "
+        "(its levels must equal model.codebook_sizes; model.token_dim at least its quantizer dim).")
 
     def __post_init__(self) -> None:
         check(len(self.train_manifests) >= 1, "train_manifests", "needs at least one manifest")
@@ -137,6 +140,13 @@ def train_flow(cfg: FlowTrainConfig) -> tuple[TrainResult, Path]:
     """Run (or resume) a flow-decoder training; returns the result and the final model directory."""
     torch.manual_seed(cfg.loop.seed)
     model = FlowDecoder(cfg.model)
+    if cfg.codebooks_from is not None:
+        from audio_tokenizer.model import AudioTokenizer
+
+        try:
+            model.encoder.load_codebooks(AudioTokenizer.from_pretrained(cfg.codebooks_from).quantizer.codebook_vectors())
+        except ValueError as e:
+            raise ValueError(f"codebooks_from '{cfg.codebooks_from}': {e}") from None
     front_end = MelFrontEnd(cfg.model.mel)
     m = cfg.model
     dataset = FlowDataset(cfg.train_manifests, front_end, m.codebook_sizes, m.frames_per_token, cfg.max_tokens,

@@ -6,6 +6,10 @@ has ``codebook_sizes[k]`` entries. The frame's input vector for the LLM is::
     e = W_proj · (E_0[c_0] + E_1[c_1] + ... + E_{K-1}[c_{K-1}])     # (D_llm,)
 
 It replaces the ``<|audio|>`` placeholder token's embedding at that position.
+
+The tables start random, or (:meth:`AudioEmbedding.load_codebooks`) as the audio tokenizer's RVQ codebooks:
+then the per-frame sum is the tokenizer's quantized vector (up to one scale), which its CTC head reads words
+from, so the LLM starts from an input that already separates the sounds (reports/learning.md, B5).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from omni.audio.codebooks import codebook_tables
 from omni.config import check, option
 
 
@@ -44,6 +49,23 @@ class AudioEmbedding(nn.Module):
         self.proj = nn.Linear(cfg.embed_dim, out_dim)
         for table in self.tables:
             nn.init.normal_(table.weight, std=cfg.embed_dim**-0.5)
+
+    @torch.no_grad()
+    def load_codebooks(self, codebooks: list[torch.Tensor], seed: int = 0) -> float:
+        """Set the tables to an RVQ's codebooks (level k: (codebook_sizes[k], dim)), scaled so that level 0's rows
+        have mean norm 1 (the random tables' scale) and, for tables wider than dim, mapped in losslessly
+        (:func:`omni.audio.codebooks.codebook_tables`); the projection is left as it is.
+
+        Returns:
+            the scale applied.
+
+        Raises:
+            ValueError: the levels or their sizes differ from this embedding's, or embed_dim < dim.
+        """
+        rows, scale = codebook_tables(codebooks, self.codebook_sizes, self.tables[0].embedding_dim, 1.0, seed)
+        for table, r in zip(self.tables, rows):
+            table.weight.copy_(r.to(table.weight))
+        return scale
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Embed frames.

@@ -81,6 +81,10 @@ class StageConfig:
                                           "load from its local paths.")
     model_overrides: list[str] = option(default_factory=list, help="Dotted overrides of the model YAML, e.g. "
                                                                    "backbone.path=runs/lm/model.")
+    audio_embed_from: str | None = option(
+        None, help="Saved audio tokenizer whose RVQ codebooks become the audio embedding's tables (with model: "
+        "only; its levels and quantizer dim must equal codebook_sizes and audio_embed.embed_dim). The LLM then "
+        "starts from the tokenizer's quantized vectors instead of random ones (reports/learning.md, B5).")
     param_groups: list[ParamGroupConfig] = option(
         default_factory=list, help="Per-group learning rates; every trainable parameter must match exactly one "
         "group. Empty: one group 'trainable' at optim.lr.")
@@ -93,6 +97,9 @@ class StageConfig:
         check(bool(self.name.strip()), "name", "must be set")
         check((self.init_from is None) != (self.model is None), "init_from",
               "set exactly one of init_from (a saved omni model) and model (an omni_model YAML to build)")
+        check(self.audio_embed_from is None or self.model is not None, "audio_embed_from",
+              "only a stage that builds its model (model:) initialises the audio embedding; a stage with init_from "
+              "keeps the saved one")
         check(bool(self.trainable), "trainable", "needs at least one selector")
         names = [g.name for g in self.param_groups]
         check(len(set(names)) == len(names), "param_groups", f"group names must be unique, got {names}")
@@ -224,7 +231,8 @@ def is_model_dir(path: str | Path) -> bool:
 
 
 def load_stage_model(cfg: StageConfig):
-    """The stage's starting model: ``init_from`` loaded, or built from the ``model`` YAML."""
+    """The stage's starting model: ``init_from`` loaded, or built from the ``model`` YAML (its audio tables set to
+    ``audio_embed_from``'s codebooks when given)."""
     from omni.config import load_config
     from omni.model import OmniModel, OmniModelConfig
 
@@ -233,7 +241,16 @@ def load_stage_model(cfg: StageConfig):
             raise FileNotFoundError(f"init_from: '{cfg.init_from}' is not a saved omni model (a finished stage writes "
                                     f"<output_dir>/{FINAL_DIR}; run the previous stage first)")
         return OmniModel.from_pretrained(cfg.init_from)
-    return OmniModel.from_config(load_config(cfg.model, OmniModelConfig, overrides=cfg.model_overrides))
+    model = OmniModel.from_config(load_config(cfg.model, OmniModelConfig, overrides=cfg.model_overrides))
+    if cfg.audio_embed_from is not None:
+        from audio_tokenizer.model import AudioTokenizer
+
+        tokenizer = AudioTokenizer.from_pretrained(cfg.audio_embed_from)
+        try:
+            model.audio_embed.load_codebooks(tokenizer.quantizer.codebook_vectors())
+        except ValueError as e:
+            raise ValueError(f"audio_embed_from '{cfg.audio_embed_from}': {e}") from None
+    return model
 
 
 def export_final(ctx: TrainContext, path: Path) -> None:

@@ -175,11 +175,11 @@ def questions(scene: Scene) -> list[QA]:
         return [QA("What number is written?", f"The number is {word}.", word, "digit"), color]
     assert scene.shape is not None
     count_word = number_to_words(scene.count)
+    noun = scene.shape if scene.count == 1 else _PLURAL[scene.shape]  # the key is the word the answer says
     qas = [
         QA("How many shapes are there?", f"There {'is' if scene.count == 1 else 'are'} {count_word}.",
            count_word, "count"),
-        QA("What shape do you see?", f"I see {'a ' + scene.shape if scene.count == 1 else _PLURAL[scene.shape]}.",
-           scene.shape, "shape"),
+        QA("What shape do you see?", f"I see {'a ' + noun if scene.count == 1 else noun}.", noun, "shape"),
         color,
     ]
     if scene.count == 1:
