@@ -28,7 +28,7 @@ from decoders.estimator import EstimatorConfig, TransformerBlock, UNet1DEstimato
 from decoders.io import load_config_json, load_weights, save_pretrained
 from decoders.losses import flow_matching_loss, ot_cfm_path
 from decoders.mel import MelConfig
-from omni.audio.codebooks import codebook_tables
+from omni.audio.codebooks import load_codebook_tables
 from omni.config import check, option
 
 KIND = "flow_decoder"
@@ -265,17 +265,11 @@ class TokenEncoder(nn.Module):
         self.up = nn.Conv1d(d, d, 3, padding=1)
         self.proj = nn.Linear(d, cfg.mel.n_mels)
 
-    @torch.no_grad()
     def load_codebooks(self, codebooks: list[torch.Tensor], seed: int = 0) -> float:
         """Set the tables to an audio tokenizer's RVQ codebooks (level k: (codebook_sizes[k], dim)), so the summed
-        embedding starts as the frame's quantized vector (:func:`omni.audio.codebooks.codebook_tables`), scaled to
+        embedding starts as the frame's quantized vector (:func:`omni.audio.codebooks.load_codebook_tables`), scaled to
         the random tables' size (level 0's mean row norm sqrt(token_dim)). Returns the scale applied."""
-        width = self.embeddings[0].embedding_dim
-        sizes = [e.num_embeddings for e in self.embeddings]
-        rows, scale = codebook_tables(codebooks, sizes, width, math.sqrt(width), seed)
-        for table, r in zip(self.embeddings, rows):
-            table.weight.copy_(r.to(table.weight))
-        return scale
+        return load_codebook_tables(self.embeddings, codebooks, math.sqrt(self.embeddings[0].embedding_dim), seed)
 
     def forward(self, codes: torch.Tensor, code_mask: torch.Tensor) -> torch.Tensor:
         """codes: (B, N, K) int64; code_mask: (B, N). Returns mu (B, M, N r), zero on padding."""

@@ -9,26 +9,28 @@ of random vectors the consumer must first learn to tell apart (reports/learning.
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
-def codebook_tables(codebooks: list[torch.Tensor], sizes: list[int], width: int, norm: float,
-                    seed: int = 0) -> tuple[list[torch.Tensor], float]:
-    """Table rows for ``sizes`` levels of ``width`` from RVQ codebooks, with one scale for all levels.
+@torch.no_grad()
+def load_codebook_tables(tables: nn.ModuleList, codebooks: list[torch.Tensor], norm: float, seed: int = 0) -> float:
+    """Overwrite K embedding tables with RVQ codebooks, one scale for all levels.
 
     Args:
+        tables: K ``nn.Embedding``, level k of (sizes[k], width).
         codebooks: level k of shape (sizes[k], dim), the vectors whose sum over levels is the quantized vector.
-        sizes: the consumer's entries per level (must equal the codebooks').
-        width: the consumer's table width, at least dim. Wider tables get the rows through one random
-            semi-orthogonal map (dim -> width, orthonormal rows, drawn from ``seed``): sums, norms and inner
-            products are kept, nothing is lost.
+            Tables wider than dim get the rows through one random semi-orthogonal map (dim -> width,
+            orthonormal rows, drawn from ``seed``): sums, norms and inner products are kept, nothing is lost.
         norm: mean row norm that level 0 gets (the scale of the consumer's random initialisation).
 
     Returns:
-        the K tables (sizes[k], width) and the scale applied to the codebooks.
+        the scale applied to the codebooks.
 
     Raises:
         ValueError: the levels or their sizes differ, width < dim, or level 0 is all zeros.
     """
+    sizes = [t.num_embeddings for t in tables]
+    width = tables[0].embedding_dim
     got = [int(c.shape[0]) for c in codebooks]
     if got != list(sizes):
         raise ValueError(f"codebooks with {got} entries per level do not fit codebook_sizes {list(sizes)}")
@@ -45,4 +47,6 @@ def codebook_tables(codebooks: list[torch.Tensor], sizes: list[int], width: int,
         q, _ = torch.linalg.qr(torch.randn(width, dim, generator=g))  # (width, dim), orthonormal columns
         lift = q.T  # (dim, width)
     scale = norm / mean
-    return [c.float() @ lift * scale for c in codebooks], scale
+    for table, rows in zip(tables, codebooks):
+        table.weight.copy_((rows.float() @ lift * scale).to(table.weight))
+    return scale

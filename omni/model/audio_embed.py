@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from omni.audio.codebooks import codebook_tables
+from omni.audio.codebooks import load_codebook_tables
 from omni.config import check, option
 
 
@@ -50,11 +50,10 @@ class AudioEmbedding(nn.Module):
         for table in self.tables:
             nn.init.normal_(table.weight, std=cfg.embed_dim**-0.5)
 
-    @torch.no_grad()
     def load_codebooks(self, codebooks: list[torch.Tensor], seed: int = 0) -> float:
         """Set the tables to an RVQ's codebooks (level k: (codebook_sizes[k], dim)), scaled so that level 0's rows
         have mean norm 1 (the random tables' scale) and, for tables wider than dim, mapped in losslessly
-        (:func:`omni.audio.codebooks.codebook_tables`); the projection is left as it is.
+        (:func:`omni.audio.codebooks.load_codebook_tables`); the projection is left as it is.
 
         Returns:
             the scale applied.
@@ -62,10 +61,7 @@ class AudioEmbedding(nn.Module):
         Raises:
             ValueError: the levels or their sizes differ from this embedding's, or embed_dim < dim.
         """
-        rows, scale = codebook_tables(codebooks, self.codebook_sizes, self.tables[0].embedding_dim, 1.0, seed)
-        for table, r in zip(self.tables, rows):
-            table.weight.copy_(r.to(table.weight))
-        return scale
+        return load_codebook_tables(self.tables, codebooks, 1.0, seed)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Embed frames.

@@ -83,7 +83,7 @@ class StageConfig:
                                                                    "backbone.path=runs/lm/model.")
     audio_embed_from: str | None = option(
         None, help="Saved audio tokenizer whose RVQ codebooks become the audio embedding's tables (with model: "
-        "only; its levels and quantizer dim must equal codebook_sizes and audio_embed.embed_dim). The LLM then "
+        "only; its levels must equal codebook_sizes and audio_embed.embed_dim be at least its quantizer dim). The LLM then "
         "starts from the tokenizer's quantized vectors instead of random ones (reports/learning.md, B5).")
     param_groups: list[ParamGroupConfig] = option(
         default_factory=list, help="Per-group learning rates; every trainable parameter must match exactly one "
