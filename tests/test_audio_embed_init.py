@@ -26,6 +26,15 @@ def random_codes(n: int = 50, seed: int = 0) -> torch.Tensor:
     return torch.stack([torch.randint(0, s, (n,), generator=g) for s in SIZES], dim=-1)  # (n, K)
 
 
+def centred(tokenizer, codes: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """The audio embedding's start by hand: the quantized vector less the sum of each level's mean codebook row,
+    and the scale that gives level 0's centred rows mean norm 1."""
+    books = tokenizer.quantizer.codebook_vectors()
+    shared = sum(b.mean(dim=0) for b in books)  # (dim,)
+    scale = 1.0 / float((books[0] - books[0].mean(dim=0)).norm(dim=-1).mean())
+    return scale, tokenizer.quantizer.decode_codes(codes[None])[0] - shared
+
+
 def test_codebook_vectors_sum_to_the_quantized_vector(tokenizer):
     books = tokenizer.quantizer.codebook_vectors()
     assert [tuple(b.shape) for b in books] == [(s, 16) for s in SIZES]
@@ -34,13 +43,14 @@ def test_codebook_vectors_sum_to_the_quantized_vector(tokenizer):
     torch.testing.assert_close(summed, tokenizer.quantizer.decode_codes(codes[None])[0])
 
 
-def test_loaded_tables_give_the_scaled_quantized_vector_and_keep_the_projection(tokenizer):
+def test_loaded_tables_give_the_centred_scaled_quantized_vector_and_keep_the_projection(tokenizer):
     torch.manual_seed(0)
     emb = AudioEmbedding(AudioEmbeddingConfig(embed_dim=16), list(SIZES), out_dim=24)
     proj = emb.proj.weight.detach().clone()
     scale = emb.load_codebooks(tokenizer.quantizer.codebook_vectors())
     codes = random_codes(seed=1)
-    quantized = tokenizer.quantizer.decode_codes(codes[None])[0]  # (n, 16)
+    want_scale, quantized = centred(tokenizer, codes)  # (n, 16)
+    assert scale == pytest.approx(want_scale, rel=1e-5)
     torch.testing.assert_close(emb(codes), emb.proj(scale * quantized))
     assert torch.equal(emb.proj.weight, proj)
     assert float(emb.tables[0].weight.detach().norm(dim=-1).mean()) == pytest.approx(1.0, rel=1e-5)
@@ -51,9 +61,20 @@ def test_wider_tables_hold_the_quantized_vector_rotated_losslessly(tokenizer):
     scale = emb.load_codebooks(tokenizer.quantizer.codebook_vectors())
     codes = random_codes(seed=4)
     summed = sum(emb.tables[k](codes[:, k]) for k in range(len(SIZES))).detach()  # (n, 40)
-    quantized = scale * tokenizer.quantizer.decode_codes(codes[None])[0]  # (n, 16)
+    quantized = scale * centred(tokenizer, codes)[1]  # (n, 16)
     torch.testing.assert_close(summed.norm(dim=-1), quantized.norm(dim=-1))  # an isometry
     torch.testing.assert_close(summed @ summed.T, quantized @ quantized.T, atol=1e-4, rtol=1e-4)
+
+
+def test_no_vector_is_shared_by_every_frame(tokenizer):
+    """A fresh embedding's projection has no bias, and the loaded tables are centred: averaged over every code
+    of every level the frame vector is zero (what every frame shares, the LLM cannot tell frames apart by)."""
+    emb = AudioEmbedding(AudioEmbeddingConfig(embed_dim=16), list(SIZES), out_dim=24)
+    assert not emb.proj.bias.detach().any()
+    emb.load_codebooks(tokenizer.quantizer.codebook_vectors())
+    for table in emb.tables:
+        torch.testing.assert_close(table.weight.detach().mean(dim=0), torch.zeros(16), atol=1e-6, rtol=0)
+    assert float(tokenizer.quantizer.codebook_vectors()[0].mean(dim=0).norm()) > 1e-3  # the raw ones are not
 
 
 def test_a_mismatched_embedding_is_refused(tokenizer):
@@ -81,8 +102,7 @@ def test_a_stage_that_builds_its_model_starts_from_the_codebooks(tokenizer, tmp_
     fresh = load_stage_model(stage(tmp_path, lm))
     model = load_stage_model(stage(tmp_path, lm, audio_embed_from=str(tmp_path / "tok")))
     codes = random_codes(seed=2)
-    quantized = tokenizer.quantizer.decode_codes(codes[None])[0]
-    scale = 1.0 / float(tokenizer.quantizer.codebook_vectors()[0].norm(dim=-1).mean())
+    scale, quantized = centred(tokenizer, codes)
     torch.testing.assert_close(model.audio_embed(codes), model.audio_embed.proj(scale * quantized))
     assert not torch.allclose(fresh.audio_embed(codes), model.audio_embed(codes))
 

@@ -13,7 +13,8 @@ from torch import nn
 
 
 @torch.no_grad()
-def load_codebook_tables(tables: nn.ModuleList, codebooks: list[torch.Tensor], norm: float, seed: int = 0) -> float:
+def load_codebook_tables(tables: nn.ModuleList, codebooks: list[torch.Tensor], norm: float, seed: int = 0,
+                         center: bool = False) -> float:
     """Overwrite K embedding tables with RVQ codebooks, one scale for all levels.
 
     Args:
@@ -22,6 +23,9 @@ def load_codebook_tables(tables: nn.ModuleList, codebooks: list[torch.Tensor], n
             Tables wider than dim get the rows through one random semi-orthogonal map (dim -> width,
             orthonormal rows, drawn from ``seed``): sums, norms and inner products are kept, nothing is lost.
         norm: mean row norm that level 0 gets (the scale of the consumer's random initialisation).
+        center: subtract each level's mean row first, so that the summed frame vector has no component shared
+            by every frame (a constant carries no information, and after the consumer's normalisation a large
+            one drowns what tells the frames apart; reports/learning.md, D1).
 
     Returns:
         the scale applied to the codebooks.
@@ -38,6 +42,8 @@ def load_codebook_tables(tables: nn.ModuleList, codebooks: list[torch.Tensor], n
     if any(int(c.shape[1]) != dim for c in codebooks) or dim > width:
         raise ValueError(f"codebook vectors of width {dim} do not fit tables of width {width}: the table width "
                          "(embed_dim, token_dim) must be at least the tokenizer's quantizer dim")
+    if center:
+        codebooks = [c.float() - c.float().mean(dim=0, keepdim=True) for c in codebooks]
     mean = float(codebooks[0].float().norm(dim=-1).mean())
     if not mean > 0:
         raise ValueError("level 0 of the codebooks is all zeros (an untrained quantizer?)")

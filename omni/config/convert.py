@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import types
 import typing
 from pathlib import Path
@@ -157,13 +158,19 @@ def _convert_scalar(tp: Any, value: Any, key: Key, ctx: _Context) -> Any:
     raise ctx.error(key, f"expected {_type_name(tp)}, got {_describe(value)}{hint}")
 
 
+@functools.cache
+def _class_fields(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    """Resolved type hints and ``__init__`` fields of a dataclass, computed once per class: resolving the
+    hints dominated the parsing of manifest rows (a stage's data index parses every row)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
 def _convert_dataclass(cls: type, value: Any, key: Key, ctx: _Context) -> Any:
     if isinstance(value, cls):
         return value
     if not isinstance(value, dict):
         raise ctx.error(key, f"expected a mapping for {cls.__name__}, got {_describe(value)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints, fields = _class_fields(cls)
     for name in value:
         if name not in fields:
             close = difflib.get_close_matches(str(name), list(fields), n=1)

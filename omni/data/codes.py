@@ -63,18 +63,23 @@ class CodesReader:
     def __init__(self, manifest: str | os.PathLike, max_open: int = 8):
         self.manifest = Path(manifest)
         self.max_open = max_open
-        self._open: OrderedDict[Path, object] = OrderedDict()
+        self._open: OrderedDict[Path, tuple[object, frozenset[str]]] = OrderedDict()
 
-    def _handle(self, path: Path):
+    def _handle(self, path: Path, key: str):
+        """The open shard holding ``key`` (its key set is read once per opening: ``keys()`` lists them all)."""
         if path in self._open:
             self._open.move_to_end(path)
-            return self._open[path]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: codes shard not found (run 'omni data tokenize' first)")
-        handle = safe_open(str(path), framework="pt")
-        self._open[path] = handle
-        if len(self._open) > self.max_open:
-            self._open.popitem(last=False)
+            handle, keys = self._open[path]
+        else:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: codes shard not found (run 'omni data tokenize' first)")
+            handle = safe_open(str(path), framework="pt")
+            keys = frozenset(handle.keys())
+            self._open[path] = (handle, keys)
+            if len(self._open) > self.max_open:
+                self._open.popitem(last=False)
+        if key not in keys:
+            raise KeyError(f"{path}: no codes for key '{key}'")
         return handle
 
     def load(self, ref: CodesRef) -> torch.Tensor:
@@ -84,9 +89,7 @@ class CodesReader:
             FileNotFoundError / KeyError: missing shard or key, naming both.
         """
         path = resolve_media(self.manifest, ref.path)
-        handle = self._handle(path)
-        if ref.key not in handle.keys():
-            raise KeyError(f"{path}: no codes for key '{ref.key}'")
+        handle = self._handle(path, ref.key)
         codes = handle.get_tensor(ref.key)
         if codes.dtype.is_floating_point or codes.dtype.is_complex or codes.dtype == torch.bool:
             raise ValueError(f"{path}: '{ref.key}' holds {codes.dtype} values, not integer codes")
@@ -99,9 +102,7 @@ class CodesReader:
             FileNotFoundError / KeyError: missing shard or key, naming both.
         """
         path = resolve_media(self.manifest, ref.path)
-        handle = self._handle(path)
-        if ref.key not in handle.keys():
-            raise KeyError(f"{path}: no codes for key '{ref.key}'")
+        handle = self._handle(path, ref.key)
         view = handle.get_slice(ref.key)
         if view.get_dtype() not in INTEGER_DTYPES:
             raise ValueError(f"{path}: '{ref.key}' holds {view.get_dtype()} values, not integer codes")

@@ -47,12 +47,14 @@ class AudioEmbedding(nn.Module):
         self.codebook_sizes = list(codebook_sizes)
         self.tables = nn.ModuleList(nn.Embedding(v, cfg.embed_dim) for v in self.codebook_sizes)
         self.proj = nn.Linear(cfg.embed_dim, out_dim)
+        nn.init.zeros_(self.proj.bias)  # a random bias is one vector shared by every frame (reports/learning.md D1)
         for table in self.tables:
             nn.init.normal_(table.weight, std=cfg.embed_dim**-0.5)
 
     def load_codebooks(self, codebooks: list[torch.Tensor], seed: int = 0) -> float:
-        """Set the tables to an RVQ's codebooks (level k: (codebook_sizes[k], dim)), scaled so that level 0's rows
-        have mean norm 1 (the random tables' scale) and, for tables wider than dim, mapped in losslessly
+        """Set the tables to an RVQ's codebooks (level k: (codebook_sizes[k], dim)), each level centred (its mean
+        row removed: a vector shared by every frame tells the LLM nothing), scaled so that level 0's rows have
+        mean norm 1 (the random tables' scale) and, for tables wider than dim, mapped in losslessly
         (:func:`omni.audio.codebooks.load_codebook_tables`); the projection is left as it is.
 
         Returns:
@@ -61,7 +63,7 @@ class AudioEmbedding(nn.Module):
         Raises:
             ValueError: the levels or their sizes differ from this embedding's, or embed_dim < dim.
         """
-        return load_codebook_tables(self.tables, codebooks, 1.0, seed)
+        return load_codebook_tables(self.tables, codebooks, 1.0, seed, center=True)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Embed frames.
