@@ -8,7 +8,7 @@ from transformers.generation.logits_process import (
     SuppressTokensLogitsProcessor,
 )
 
-from omni.model import AudioFrame, Message, TextPiece
+from omni.model import AudioFrame, Message, SamplingConfig, TextPiece
 from omni.model.tiny import tiny_model
 from tests.helpers.threads import one_torch_thread  # noqa: F401
 
@@ -59,6 +59,22 @@ def test_processor_forces_speech_then_stops_it():
     events = list(m.stream(prompt, max_new_tokens=10, logits_processor=steer))
     assert [type(e).__name__ for e in events[:3]] == ["AudioFrame"] * 3
     assert torch.equal(torch.stack([e.codes for e in events if isinstance(e, AudioFrame)]), out.frames[0])
+
+
+def test_a_processor_forcing_one_token_works_when_sampling():
+    """Sampled generation under a processor that leaves one token finite (the serving speech switch does): neither
+    mode's choice ever samples from a row of nothing but -inf."""
+    m, prompt = _model_and_prompt()
+    t = m.token_ids
+
+    def force_switch(ids, logits):
+        out = torch.full_like(logits, float("-inf"))
+        out[:, t.audio_gen_start] = 0.0
+        return out if ids.shape[1] == prompt.input_ids.shape[0] else logits
+
+    out = m.generate(prompt, max_new_tokens=8, logits_processor=force_switch, seed=0,
+                     text=SamplingConfig(do_sample=True))
+    assert out.tokens[0, 0] == t.audio_gen_start and (out.tokens[0, 1:] == t.audio).any()
 
 
 def test_transformers_logits_processor_works_as_is():

@@ -202,6 +202,10 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
         text_logits = text_sampler.penalize(logits, history, pad_len).masked_fill(text_mask, float("-inf"))
         text_choice = text_sampler(text_logits)  # (B,)
         audio_logits = logits.masked_fill(audio_mask, float("-inf"))  # continue (<|audio|>) or stop
+        # a processor may rule out both (a text-mode row forced to one token): such a row closes its segment, and
+        # sampling never sees a row of nothing but -inf
+        blocked = torch.isneginf(audio_logits[:, t.audio]) & torch.isneginf(audio_logits[:, t.audio_end])
+        audio_logits[:, t.audio_end] = audio_logits[:, t.audio_end].masked_fill(blocked, 0.0)
         audio_choice = text_sampler(audio_logits)
         audio_choice = torch.where(seg_frames < config.min_audio_frames, t.audio, audio_choice)
         audio_choice = torch.where(seg_frames >= config.max_audio_frames, t.audio_end, audio_choice)

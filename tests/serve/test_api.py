@@ -194,11 +194,13 @@ def test_bad_input_gives_clear_4xx_json_and_the_server_keeps_serving(client, ser
 
 
 def test_eight_concurrent_conversations_do_not_mix(client):
-    """Each request carries its own history; 8 at once answer exactly what each answers alone (greedy)."""
+    """Each request carries its own history and seed; 8 at once answer exactly what each answers alone."""
 
     def ask(i: int) -> tuple[str, bytes]:
         c = client.chat.completions.create(
             model="omni", modalities=["text", "audio"], audio={"voice": "flite:rms", "format": "wav"}, max_tokens=24,
+            temperature=1.0, seed=i,  # sampled from each request's own seed: the replies differ (a random model's
+            # greedy replies can all be alike) and reproduce only if no request draws from another's generator
             messages=[{"role": "system", "content": f"You are assistant {i}."},
                       {"role": "user", "content": [{"type": "input_audio",
                                                     "input_audio": {"data": _b64_wav(1.0, seed=20 + i), "format": "wav"}}]},
