@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass
@@ -38,16 +37,11 @@ class ProbeResult:
                     "test": self.test[k]} for k in self.accuracy}
 
 
-@torch.no_grad()
 def image_features(vision: Any, processor: Any, paths: Sequence[str | os.PathLike], batch: int = 32) -> np.ndarray:
     """Projector outputs of images, flattened per image: (N, tokens * D). Images must share one size."""
-    feats = []
-    for i in range(0, len(paths), batch):
-        inputs = processor.images([str(p) for p in paths[i:i + batch]])
-        out = vision(inputs.pixel_values, inputs.grid_thw)  # (sum tokens, D)
-        n = len(inputs.num_tokens(vision.merge_size))
-        feats.append(out.float().reshape(n, -1).numpy())  # (n, tokens * D)
-    return np.concatenate(feats)
+    from omni.model.projector_init import project_images
+
+    return project_images(vision, processor, paths, batch).reshape(len(paths), -1).numpy()  # (N, tokens * D)
 
 
 def probe(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray, test_y: Sequence[str]) -> float:

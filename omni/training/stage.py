@@ -54,6 +54,21 @@ class ParamGroupConfig:
 
 
 @dataclass
+class ProjectorInitConfig:
+    """``projector_init``: centre the vision projector's output on real images when the stage starts."""
+
+    images: str | None = option(None, help="Image manifest (e.g. data/images/image_caption_train.jsonl) whose first "
+                                "images' projected tokens are shifted to mean zero and scaled to mean norm 'norm' "
+                                "(omni.model.projector_init; reports/learning.md V). null: the random projector.")
+    count: int = option(256, help="Distinct images measured (the manifest's first).")
+    norm: float = option(1.0, help="Mean norm of the centred image tokens (text embeddings of the tiny LM: 0.33).")
+
+    def __post_init__(self) -> None:
+        check(self.count >= 2, "count", "must be >= 2")
+        check(self.norm > 0, "norm", "must be > 0")
+
+
+@dataclass
 class LossConfig:
     """How text and audio losses add up."""
 
@@ -85,6 +100,10 @@ class StageConfig:
         None, help="Saved audio tokenizer whose RVQ codebooks become the audio embedding's tables (with model: "
         "only; its levels must equal codebook_sizes and audio_embed.embed_dim be at least its quantizer dim). The LLM then "
         "starts from the tokenizer's quantized vectors instead of random ones (reports/learning.md, B5).")
+    projector_init: ProjectorInitConfig = option(
+        default_factory=ProjectorInitConfig, help="Centre the vision projector's output on real images when the stage "
+        "starts (built or loaded model): a random tower, and a projector trained under a frozen LLM, give every image "
+        "nearly the same tokens, which the LLM cannot read (reports/learning.md V).")
     param_groups: list[ParamGroupConfig] = option(
         default_factory=list, help="Per-group learning rates; every trainable parameter must match exactly one "
         "group. Empty: one group 'trainable' at optim.lr.")
@@ -240,8 +259,9 @@ def load_stage_model(cfg: StageConfig):
         if not is_model_dir(cfg.init_from):
             raise FileNotFoundError(f"init_from: '{cfg.init_from}' is not a saved omni model (a finished stage writes "
                                     f"<output_dir>/{FINAL_DIR}; run the previous stage first)")
-        return OmniModel.from_pretrained(cfg.init_from)
-    model = OmniModel.from_config(load_config(cfg.model, OmniModelConfig, overrides=cfg.model_overrides))
+        model = OmniModel.from_pretrained(cfg.init_from)
+    else:
+        model = OmniModel.from_config(load_config(cfg.model, OmniModelConfig, overrides=cfg.model_overrides))
     if cfg.audio_embed_from is not None:
         from audio_tokenizer.model import AudioTokenizer
 
@@ -250,7 +270,45 @@ def load_stage_model(cfg: StageConfig):
             model.audio_embed.load_codebooks(tokenizer.quantizer.codebook_vectors())
         except ValueError as e:
             raise ValueError(f"audio_embed_from '{cfg.audio_embed_from}': {e}") from None
+    if cfg.projector_init.images is not None:
+        start = centre_projector_on_images(model, cfg.projector_init)
+        print(f"projector_init: {start.tokens} image tokens of norm {start.token_norm:.3f} (shared vector "
+              f"{start.shared_norm:.3f}) centred and scaled by {start.scale:.2f} to mean norm {cfg.projector_init.norm}")
     return model
+
+
+def centre_projector_on_images(model: Any, cfg: ProjectorInitConfig) -> Any:
+    """:func:`omni.model.projector_init.centre_projector` on the first ``cfg.count`` distinct images of
+    ``cfg.images``; returns its :class:`~omni.model.projector_init.ProjectorStart`.
+
+    Raises:
+        FileNotFoundError: the manifest is missing; ValueError: the model has no vision branch, or the manifest
+        no image rows.
+    """
+    from omni.data.manifest import load_manifest, resolve_media
+    from omni.model.projector_init import centre_projector, project_images
+    from omni.model.vision_inputs import VisionProcessor
+
+    if model.vision is None:
+        raise ValueError("projector_init.images: the model has no vision branch (vision.enabled: false)")
+    if not Path(cfg.images).is_file():
+        raise FileNotFoundError(f"projector_init.images: '{cfg.images}' not found")
+    paths: list[Path] = []
+    for row in load_manifest(cfg.images):
+        if row.image is not None and (path := resolve_media(cfg.images, row.image)) not in paths:
+            paths.append(path)
+            if len(paths) == cfg.count:
+                break
+    if len(paths) < 2:
+        raise ValueError(f"projector_init.images: '{cfg.images}' has {len(paths)} rows with an image; need at least 2")
+    vision = model.vision
+    was_training = vision.training
+    vision.eval()
+    try:
+        return centre_projector(vision, project_images(vision, VisionProcessor(model.cfg.vision), paths),
+                                cfg.norm)
+    finally:
+        vision.train(was_training)
 
 
 def export_final(ctx: TrainContext, path: Path) -> None:
