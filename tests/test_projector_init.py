@@ -107,6 +107,10 @@ def test_a_missing_manifest_or_no_vision_branch_is_a_clear_error(tmp_path, tmp_p
     lm = tiny_lm(tmp_path_factory)
     with pytest.raises(FileNotFoundError, match="projector_init.images"):
         load_stage_model(_stage(tmp_path, lm, **{"projector_init.images": str(tmp_path / "missing.jsonl")}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "task": "image_caption"\n', encoding="utf-8")  # truncated JSON on line 1
+    with pytest.raises(ValueError, match=r"projector_init.images: .*bad.jsonl:1:"):
+        load_stage_model(_stage(tmp_path, lm, **{"projector_init.images": str(bad)}))
     with pytest.raises(ValueError, match="no vision branch"):
         load_stage_model(load_config(
             ROOT / "configs" / "stages" / "tiny" / "image_text_pretrain_1.yaml", StageConfig,

@@ -13,8 +13,8 @@ images have zero mean and a chosen mean norm; the map stays affine, nothing else
     y = W h + b                     (the merger's last layer, y: (N, D) tokens of the images)
     y' = s (y - mean(y))            W' = s W,  b' = s (b - mean(y)),  s = norm / mean ||y - mean(y)||
 
-The stage option ``projector_init`` does it on the first images of a manifest when a stage builds its model
-(:func:`omni.training.stage.load_stage_model`).
+The stage option ``projector_init`` does it on the first images of a manifest when a stage starts, on the
+model it builds or loads (:func:`omni.training.stage.load_stage_model`).
 """
 
 from __future__ import annotations
@@ -82,4 +82,3 @@ def centre_projector(vision: VisionBranch, features: torch.Tensor, norm: float =
     last.weight.mul_(scale)
     last.bias.sub_(mean.to(last.bias.dtype)).mul_(scale)
     return ProjectorStart(float(features.norm(dim=-1).mean()), float(mean.norm()), scale, int(features.shape[0]))
-

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from omni.config import check, option
 from omni.data.dataset import DataConfig
 from omni.training.config import LoopConfig, OptimConfig
 from omni.training.trainer import TrainContext, TrainResult
+
+if TYPE_CHECKING:
+    from omni.model.projector_init import ProjectorStart
 
 FINAL_DIR = "final"
 
@@ -277,15 +280,15 @@ def load_stage_model(cfg: StageConfig):
     return model
 
 
-def centre_projector_on_images(model: Any, cfg: ProjectorInitConfig) -> Any:
+def centre_projector_on_images(model: Any, cfg: ProjectorInitConfig) -> ProjectorStart:
     """:func:`omni.model.projector_init.centre_projector` on the first ``cfg.count`` distinct images of
-    ``cfg.images``; returns its :class:`~omni.model.projector_init.ProjectorStart`.
+    ``cfg.images`` (the manifest is read only as far as those).
 
     Raises:
-        FileNotFoundError: the manifest is missing; ValueError: the model has no vision branch, or the manifest
-        no image rows.
+        FileNotFoundError: the manifest is missing; ValueError: the model has no vision branch, a bad line before
+        enough images, or fewer than 2 images.
     """
-    from omni.data.manifest import load_manifest, resolve_media
+    from omni.data.manifest import RowError, read_manifest, resolve_media
     from omni.model.projector_init import centre_projector, project_images
     from omni.model.vision_inputs import VisionProcessor
 
@@ -293,10 +296,12 @@ def centre_projector_on_images(model: Any, cfg: ProjectorInitConfig) -> Any:
         raise ValueError("projector_init.images: the model has no vision branch (vision.enabled: false)")
     if not Path(cfg.images).is_file():
         raise FileNotFoundError(f"projector_init.images: '{cfg.images}' not found")
-    paths: list[Path] = []
-    for row in load_manifest(cfg.images):
-        if row.image is not None and (path := resolve_media(cfg.images, row.image)) not in paths:
-            paths.append(path)
+    paths: dict[Path, None] = {}  # distinct, in manifest order
+    for _, row in read_manifest(cfg.images):
+        if isinstance(row, RowError):
+            raise ValueError(f"projector_init.images: {row.message(cfg.images)}")
+        if row.image is not None:
+            paths.setdefault(resolve_media(cfg.images, row.image))
             if len(paths) == cfg.count:
                 break
     if len(paths) < 2:
@@ -305,7 +310,7 @@ def centre_projector_on_images(model: Any, cfg: ProjectorInitConfig) -> Any:
     was_training = vision.training
     vision.eval()
     try:
-        return centre_projector(vision, project_images(vision, VisionProcessor(model.cfg.vision), paths),
+        return centre_projector(vision, project_images(vision, VisionProcessor(model.cfg.vision), list(paths)),
                                 cfg.norm)
     finally:
         vision.train(was_training)
