@@ -71,7 +71,7 @@ def test_a_stage_that_builds_its_model_centres_the_projector_on_the_manifests_im
     lm = tiny_lm(tmp_path_factory)
     manifest = images / "image_caption_train.jsonl"
     torch.manual_seed(0)
-    fresh = load_stage_model(_stage(tmp_path, lm))
+    fresh = load_stage_model(_stage(tmp_path, lm, **{"projector_init.images": "null"}))
     torch.manual_seed(0)
     model = load_stage_model(_stage(tmp_path, lm, **{"projector_init.images": str(manifest),
                                                      "projector_init.count": "12", "projector_init.norm": "2.0"}))
@@ -91,7 +91,7 @@ def test_a_stage_that_builds_its_model_centres_the_projector_on_the_manifests_im
 def test_a_stage_that_loads_its_model_recentres_the_saved_projector(images, tmp_path, tmp_path_factory, monkeypatch):
     monkeypatch.chdir(ROOT)
     lm = tiny_lm(tmp_path_factory)
-    saved = load_stage_model(_stage(tmp_path, lm))
+    saved = load_stage_model(_stage(tmp_path, lm, **{"projector_init.images": "null"}))
     saved.save_pretrained(tmp_path / "saved")
     cfg = load_config(ROOT / "configs" / "stages" / "tiny" / "image_text_pretrain_2.yaml", StageConfig,
                       overrides=[f"init_from={tmp_path / 'saved'}", f"loop.output_dir={tmp_path / 'run2'}",
