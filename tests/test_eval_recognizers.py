@@ -77,3 +77,23 @@ def test_pocketsphinx_transcribes_any_rate():
     rec = build_recognizer(RecognizerConfig(name="pocketsphinx"))
     out = rec.transcribe([_noise(0.5, 0), Audio(np.zeros(12000, np.float32), 24000)])
     assert len(out) == 2 and all(isinstance(t, str) for t in out)
+
+
+def test_pocketsphinx_in_worker_processes_gives_the_serial_transcripts_in_order(tmp_path_factory):
+    from omni.audio.io import load_audio
+    from omni.data.manifest import load_manifest
+    from tests.helpers.speech_data import mini_corpus
+
+    corpus = mini_corpus(tmp_path_factory)
+    rows = load_manifest(corpus / "asr_train.jsonl")[:6]
+    audios = [load_audio(corpus / r.audio) for r in rows] + [Audio(np.zeros(8000, np.float32), 16000)]
+    serial = build_recognizer(RecognizerConfig(name="pocketsphinx")).transcribe(audios)
+    assert sum(len(t.split()) for t in serial) >= 6  # the clips are speech: the judge hears words
+    pooled = build_recognizer(RecognizerConfig(name="pocketsphinx", workers=2))
+    assert pooled.workers == 2
+    assert pooled.transcribe(audios) == serial
+    assert pooled.transcribe(audios[::-1]) == serial[::-1]  # each clip decoded from a fresh front end, order kept
+    assert serial[-1] == ""  # digital silence: no words
+    assert build_recognizer(RecognizerConfig(name="pocketsphinx", workers=0)).workers >= 1
+    with pytest.raises(FieldError, match="workers"):
+        RecognizerConfig(name="pocketsphinx", workers=-1)

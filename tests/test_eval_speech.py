@@ -109,6 +109,41 @@ def test_cli_tokenizer_resynthesis(bundle_dir, tmp_path_factory, tmp_path):
     assert not (out / "samples").exists()
 
 
+def test_a_reference_cache_judges_each_reference_once(bundle_dir, tmp_path_factory, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from omni.eval.recognizers.sphinx import PocketSphinxRecognizer
+
+    rows = corpus_rows(tmp_path_factory, "asr_train.jsonl", 2)
+    for k, row in enumerate(rows):  # copies: the test changes a file's modification time
+        copy = tmp_path / f"ref{k}{os.path.splitext(row['audio'])[1]}"
+        shutil.copyfile(row["audio"], copy)
+        row["audio"] = str(copy)
+    manifest = write_jsonl(tmp_path / "asr.jsonl", rows)
+    heard = []
+    real = PocketSphinxRecognizer.transcribe
+    monkeypatch.setattr(PocketSphinxRecognizer, "transcribe",
+                        lambda self, audios, rows=None: heard.append(len(audios)) or real(self, audios, rows))
+
+    def run(name: str) -> list[dict]:
+        heard.clear()
+        res = runner.invoke(app, ["eval", "tokenizer", str(manifest), "--checkpoint", str(bundle_dir), "--out",
+                                  str(tmp_path / name), "samples=0", f"reference_cache={tmp_path / 'cache'}"])
+        assert res.exit_code == 0, res.output
+        return [json.loads(x) for x in (tmp_path / name / "references.jsonl").read_text().splitlines()]
+
+    first = run("a")
+    assert sum(heard) == 4 and len(list((tmp_path / "cache").glob("*.json"))) == 2  # 2 references + 2 resyntheses
+    again = run("b")
+    assert sum(heard) == 2  # only the resyntheses: the references came from the cache
+    assert [r["hypothesis"] for r in again] == [r["hypothesis"] for r in first]
+    audio = rows[0]["audio"]
+    os.utime(audio, ns=(os.stat(audio).st_atime_ns, os.stat(audio).st_mtime_ns + 10**9))  # the file changed
+    run("c")
+    assert sum(heard) == 3  # that reference is judged again
+
+
 def test_unknown_voice_is_a_clear_error(bundle_dir, tmp_path):
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"id": "a", "task": "tts", "text": "Hi."}])
     res = runner.invoke(app, ["eval", "tts", str(manifest), "--checkpoint", str(bundle_dir), "--out", str(tmp_path / "o"),

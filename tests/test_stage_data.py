@@ -55,6 +55,25 @@ def test_each_process_parses_only_its_own_shard(data, model, monkeypatch):
     assert set(parsed) <= {r.line for p in one.index.parts.values() for r in p.rows}
 
 
+def test_where_keeps_only_the_matching_rows_and_deals_them_round_robin(data, model, tmp_path):
+    rows = [json.loads(x) for x in (data / "image_qa.jsonl").read_text().splitlines()]
+    rows[0]["meta"] = {"kind": "colour", "n": 1, "seen": True}
+    rows[1]["meta"] = {"kind": "shape", "n": 2}
+    rows[2]["meta"] = {"kind": "colour", "n": 2, "seen": False}
+    manifest = tmp_path / "qa.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{not json\n", encoding="utf-8")
+    colour = SourceConfig(name="c", manifests=[str(manifest)], where={"meta.kind": "colour"})
+    assert [r.line for rs in read_shards(colour, [0], 1).values() for r in rs] == [1, 3, 7]  # the bad line is kept
+    assert {j: [r.line for r in rs] for j, rs in read_shards(colour, [0, 1], 2).items()} == {0: [1, 7], 1: [3]}
+    two = SourceConfig(name="c", manifests=[str(manifest)], where={"meta.n": "2", "meta.seen": "false"})
+    assert [r.line for r in read_shards(two, [0], 1)[0]] == [3, 7]
+    qa = SourceConfig(name="c", manifests=[str(manifest)], where={"task": "image_qa", "meta.kind": "shape"},
+                      max_rows=1)
+    assert [r.line for r in read_shards(qa, [0], 1)[0]] == [2]  # max_rows counts the kept rows
+    with pytest.raises(Exception, match="where"):
+        SourceConfig(name="c", manifests=[str(manifest)], where={"meta..kind": "x"})
+
+
 def test_mixture_follows_the_ratios_and_epochs_never_skip_or_repeat(data, model):
     sd = build_stage_data(cfg(data, epoch_size=80, shards=1, packing=False, bucket_seconds=0), model, 0, 4, 0, 1)
     plan = sd.plan

@@ -1,7 +1,8 @@
 """The data index of a training stage: which examples each process reads, and how long each one is.
 
 A stage reads several *sources* (one task on one or more code-cached manifests, with a mixture
-ratio). Every source's non-blank lines are dealt round-robin into ``num_shards`` shards (line ``n``
+ratio; optionally only the rows whose fields match ``where``, e.g. one question kind of an image QA
+manifest, so that rare kinds can get a share of their own). Every source's non-blank (kept) lines are dealt round-robin into ``num_shards`` shards (line ``n``
 of the source goes to shard ``n % num_shards``); a process parses only the lines of its own shards,
 so its memory falls linearly with the number of processes (the design brief, section 8).
 
@@ -21,6 +22,7 @@ A source whose failed lines exceed ``max_bad_fraction`` stops the run with a mes
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -59,7 +61,11 @@ class SourceConfig:
     concat_seconds: float = option(
         0.0, help="asr/tts/s2tt: merge consecutive clips of the same language and region into examples of at most "
         "this many seconds (Dolphin: 25-30); 0 keeps clips as they are.")
-    max_rows: int = option(0, help="Read at most this many lines of the manifests (0: all).")
+    max_rows: int = option(0, help="Read at most this many lines of the manifests (0: all; counted after `where`).")
+    where: dict[str, str] = option(
+        default_factory=dict, help="Keep only the rows whose fields have these values, compared as text: a row "
+        "field or a dotted path into it, e.g. {meta.question_kind: position, language: en} (quote numbers: "
+        "{meta.count: '1'}). Empty: every row.")
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must be set")
@@ -71,6 +77,8 @@ class SourceConfig:
         check(self.concat_seconds == 0 or self.task in CONCATENABLE, "concat_seconds",
               f"clip concatenation needs task set to one of {', '.join(CONCATENABLE)}")
         check(self.max_rows >= 0, "max_rows", "must be >= 0")
+        check(all(k.strip() and all(k.split(".")) for k in self.where), "where",
+              f"keys must be field names or dotted paths, got {sorted(self.where)}")
 
 
 @dataclass
@@ -174,9 +182,40 @@ class Encoder:
                              think_block=self.think_block), sample.task
 
 
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"\0not valid UTF-8 (byte {e.start})"
+
+
+def _field_text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def row_matches(text: str, where: dict[str, str]) -> bool:
+    """Whether the manifest line ``text`` has every field value of ``where`` (see :class:`SourceConfig`). A line
+    that is not a JSON object is kept, so that indexing reports it as a bad line rather than hiding it."""
+    if not where:
+        return True
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return True
+    if not isinstance(row, dict):
+        return True
+    for key, want in where.items():
+        value: object = row
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None or _field_text(value) != want:
+            return False
+    return True
+
+
 def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dict[int, list[RawRow]]:
-    """The lines of ``source`` dealt to each of ``shards`` (line ``n`` to shard ``n % num_shards``); only those
-    lines are kept.
+    """The lines of ``source`` (those matching ``source.where``) dealt to each of ``shards`` (kept line ``n`` to
+    shard ``n % num_shards``); only those lines are kept.
 
     Raises:
         FileNotFoundError: a manifest is missing.
@@ -190,14 +229,13 @@ def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dic
             for line_no, raw in enumerate(f, start=1):
                 if not raw.strip():
                     continue
+                text = _decode(raw) if source.where else None  # other shards' lines are decoded only to filter
+                if text is not None and not row_matches(text, source.where):
+                    continue
                 j = n % num_shards
                 n += 1
                 if j in out:
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        text = f"\0not valid UTF-8 (byte {e.start})"
-                    out[j].append(RawRow(str(manifest), line_no, text))
+                    out[j].append(RawRow(str(manifest), line_no, text if text is not None else _decode(raw)))
                 if source.max_rows and n >= source.max_rows:
                     return out
     return out

@@ -37,6 +37,7 @@ from omni.eval.data import (
     rank_batches,
     read_items,
 )
+from omni.eval.judge_cache import ReferenceCache
 from omni.eval.mcd import McdConfig, mel_cepstral_distortion
 from omni.eval.metrics import score_pair
 from omni.eval.normalize import NORMALIZERS
@@ -58,6 +59,10 @@ class SpeechEvalConfig:
     voices: list[str] = option(
         default_factory=list, help="Voices (speakers of the flow decoder) to synthesise with; empty = the bundle's first.")
     judge_references: bool = option(True, help="Also judge the manifest's own audio (the intelligibility gap).")
+    reference_cache: str | None = option(
+        None, help="Directory that keeps the judge's transcripts of the reference audio, keyed by judge and file "
+        "(omni.eval.judge_cache): evaluations that judge the same references (a recipe's gates and TTS "
+        "evaluation) judge them once. null: judge them every time.")
     mcd: McdConfig = option(default_factory=McdConfig, help="Mel-cepstral distortion to the reference audio.")
     samples: int = option(4, help="Save the waveforms of the first N rows (per voice) under OUT/samples.")
 
@@ -139,6 +144,7 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, deco
                        max_audio_seconds=d.max_audio_seconds)
     batches = rank_batches(plan_batches(items, d.batch_size, d.sort_by_duration), ctx.rank, ctx.world)
     samples_dir = Path(out_dir) / "samples" if out_dir is not None and cfg.samples > 0 else None
+    cache = ReferenceCache(cfg.reference_cache, judge.name, cfg.judge) if cfg.reference_cache else None
     mine: list[tuple[tuple[int, int], UtteranceResult]] = []
     refs_mine: list[tuple[int, UtteranceResult]] = []
     bar = tqdm(total=sum(len(b) for b in batches), desc=f"{task} [judge {judge.name}]", unit="utt",
@@ -163,11 +169,17 @@ def evaluate_speech(task: str, cfg: SpeechEvalConfig, manifest: str | Path, deco
             refs.append(ref)
         made = make(usable, refs) if usable else []
 
-        # references: the judge on the manifest's own audio
+        # references: the judge on the manifest's own audio (or what it made of it before, from the cache)
         with_ref = [(it, a) for it, a in zip(usable, refs) if a is not None]
         if cfg.judge_references and with_ref:
-            for rec in timed_transcribe(judge, [a for _, a in with_ref], [it.row for it, _ in with_ref],
-                                        [it.index for it, _ in with_ref]):
+            known = [cache.get(it) if cache else None for it, _ in with_ref]
+            todo = [(it, a) for (it, a), c in zip(with_ref, known) if c is None]
+            fresh = timed_transcribe(judge, [a for _, a in todo], [it.row for it, _ in todo],
+                                     [it.index for it, _ in todo]) if todo else []
+            if cache:
+                for rec in fresh:
+                    cache.put(items[rec.index], rec)
+            for rec in [c for c in known if c is not None] + fresh:
                 it = items[rec.index]
                 r = _item_result(it, it.row.speaker or "")
                 r.audio, r.duration, r.seconds, r.hypothesis, r.error = (str(it.audio_path), rec.audio_seconds,

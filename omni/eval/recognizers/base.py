@@ -46,6 +46,9 @@ class RecognizerConfig:
     beam_size: int = option(1, help="whisper / espnet: beam width (1 = greedy).")
     language: str | None = option(
         None, help="whisper: language forced on a multilingual model (null: each row's language, else detection).")
+    workers: int = option(
+        1, help="pocketsphinx: processes that transcribe a batch in parallel (it is single-threaded; 0: one per core "
+        "this process may use, per rank). The transcripts do not depend on it.")
     format: FormatConfig = option(
         default_factory=FormatConfig, help="omni: prompt format; must match the one the model was trained with.")
 
@@ -53,6 +56,7 @@ class RecognizerConfig:
         check(self.name in RECOGNIZERS, "name", f"must be one of {', '.join(RECOGNIZERS)}, got '{self.name}'")
         check(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         check(self.beam_size >= 1, "beam_size", "must be >= 1")
+        check(self.workers >= 0, "workers", f"must be >= 0 (0: one per core), got {self.workers}")
         check(self.name not in ("whisper", "espnet", "codes-ctc") or bool(self.model_dir), "model_dir",
               f"the {self.name} recogniser needs a local model directory")
 
@@ -104,7 +108,7 @@ def build_recognizer(cfg: RecognizerConfig, bundle: Any = None) -> Recognizer:
     if cfg.name == "pocketsphinx":
         from omni.eval.recognizers.sphinx import PocketSphinxRecognizer
 
-        return PocketSphinxRecognizer()
+        return PocketSphinxRecognizer(cfg.workers)
     if cfg.name == "whisper":
         from omni.eval.recognizers.whisper import WhisperRecognizer
 
