@@ -2,8 +2,8 @@
 
 A stage reads several *sources* (one task on one or more code-cached manifests, with a mixture
 ratio; optionally only the rows whose fields match ``where``, e.g. one question kind of an image QA
-manifest, so that rare kinds can get a share of their own). Every source's non-blank (kept) lines are dealt round-robin into ``num_shards`` shards (line ``n``
-of the source goes to shard ``n % num_shards``); a process parses only the lines of its own shards,
+manifest, so that rare kinds can get a share of their own). Every source's non-blank (kept) lines
+are dealt round-robin into ``num_shards`` shards (line ``n`` of the source goes to shard ``n % num_shards``); a process parses only the lines of its own shards,
 so its memory falls linearly with the number of processes (the design brief, section 8).
 
 Indexing a shard:
