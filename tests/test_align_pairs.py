@@ -39,6 +39,9 @@ def test_scores_by_hand():
     assert spoken.wer == pytest.approx(0.25) and spoken.score == pytest.approx(0.75)  # one deletion in four words
     assert word_error_rate("Two plus three is five.", "two plus three is five") == 0.0
     assert wrong_key("The sky is blue.", "The sky is green.") == "green"
+    context = "What is two plus three? Two plus three is five."
+    assert score_candidate("Five plus two is seven.", "five", None, w, context=context).correct is False
+    assert score_candidate("Two plus three is five.", "five", None, w, context=context).correct is True
 
 
 def test_pick_pair_breaks_score_ties_by_how_often_an_answer_was_sampled():

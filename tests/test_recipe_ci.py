@@ -40,6 +40,21 @@ def test_score_answers_counts_whole_word_key_matches():
     assert score_answers(rows[1:2], ["there are three"]).correct == 1
 
 
+def test_score_answers_needs_the_key_as_the_answer_not_in_a_wrong_premise():
+    """A prompt row (the question in ``prompt``, the reference in ``chosen``): a reply whose other number words are
+    not in the question or the reference restated the question wrongly."""
+    from omni.align.pairs import prompt_rows
+    from omni.data.manifest import ManifestRow, Turn
+
+    conv = [Turn(role="user", text="What date comes after January fifth?"),
+            Turn(role="assistant", text="The day after January fifth is January sixth.")]
+    rows = prompt_rows([ManifestRow(id="0", task="text", conversation=conv,
+                                    meta={"answer_key": "January sixth", "category": "time_date"})])
+    s = score_answers(rows * 3, ["The day after January sixth is January seventh.", "It is January sixth.",
+                                 "The day after January fifth is January sixth."], group_by="category")
+    assert [i["correct"] for i in s.items] == [False, True, True]
+
+
 def test_report_reads_evaluations_and_training_runs_and_checks_goals(tmp_path):
     """Goals on an evaluation's headline (TTS: judge WER on the model's speech / on the references) and on a
     training run's final eval/* metrics (DPO's held-out reward accuracy); a missing metric is 'not measured'."""

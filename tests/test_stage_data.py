@@ -72,6 +72,12 @@ def test_where_keeps_only_the_matching_rows_and_deals_them_round_robin(data, mod
     assert [r.line for r in read_shards(qa, [0], 1)[0]] == [2]  # max_rows counts the kept rows
     with pytest.raises(Exception, match="where"):
         SourceConfig(name="c", manifests=[str(manifest)], where={"meta..kind": "x"})
+    # a misspelt value keeps nothing: a clear error with the values the field takes, not a silently empty source
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    typo = SourceConfig(name="qa_color", manifests=[str(clean)], where={"meta.kind": "color"})
+    with pytest.raises(DataError, match=r"qa_color.*matches none of the \d+ lines.*meta.kind takes .*colour, shape\)"):
+        read_shards(typo, [0], 1)
 
 
 def test_mixture_follows_the_ratios_and_epochs_never_skip_or_repeat(data, model):

@@ -391,3 +391,31 @@ def test_make_documents() -> None:
         make_documents(sentences[:4], n_docs=1, min_len=3, max_len=6)
     with pytest.raises(ValueError):
         make_documents(sentences, n_docs=1, min_len=5, max_len=3)
+
+
+@pytest.mark.parametrize("text, key, context, expected", [
+    # the key in a wrongly restated premise, a wrong answer after it
+    ("The day after January sixth is January seventh.", "January sixth",
+     "What date comes after January fifth? The day after January fifth is January sixth.", False),
+    ("Thirteen minus two is nine.", "thirteen", "What is fifteen take away two? Fifteen minus two is thirteen.", False),
+    ("Ninety seven comes before ninety eight.", "ninety eight",
+     "What comes before ninety nine? Ninety eight comes before ninety nine.", False),
+    # right answers, in the reference's words or others
+    ("The day after January fifth is January sixth.", "January sixth",
+     "What date comes after January fifth? The day after January fifth is January sixth.", True),
+    ("Twenty five comes after twenty four.", "twenty four",
+     "What comes before twenty five? Twenty four comes before twenty five.", True),
+    ("It is December.", "December", "What is the last month of the year? December is the twelfth month.", True),
+    # a hedge with a second number is not an answer
+    ("Fifteen minus two is thirteen or twelve.", "thirteen", "What is fifteen take away two?", False),
+])
+def test_answer_matches_with_context(text: str, key: str, context: str, expected: bool) -> None:
+    assert answer_matches(text, key, context) is expected
+    assert answer_matches(text, key)  # the key alone is found in every one of them
+
+
+def test_every_reply_answers_its_prompt_in_context() -> None:
+    for ex in all_exchanges():
+        context = f"{ex.prompt} {ex.reply}"
+        assert answer_matches(ex.reply, ex.answer_key, context), ex
+        assert not answer_matches(ex.wrong_reply, ex.answer_key, context), ex

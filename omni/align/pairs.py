@@ -4,7 +4,8 @@ For every prompt row (a ``spoken_qa`` / ``text`` conversation or a ``preference`
 corpus, whose ``meta.answer_key`` names what a right answer contains), N candidates are sampled from the
 model (temperature sampling, a fixed seed) and scored:
 
-* **correctness**: the answer key occurs in the text (:func:`omni.data.synth.domain.answer_matches`);
+* **correctness**: the answer key occurs in the text, and every other number word of the text comes from the
+  prompt or the reference reply (:func:`omni.data.synth.domain.answer_matches` with :func:`answer_context`);
 * **speech round trip**: when a candidate is spoken and a ``synthesize`` function turns its codes into a
   waveform (:func:`bundle_synthesizer`: the checkpoint bundle's flow decoder + vocoder), an
   :mod:`omni.eval` recogniser (PocketSphinx by default: offline, trained by no one here) transcribes it and
@@ -98,9 +99,9 @@ class Candidate:
 
 def score_candidate(text: str, answer_key: str | None, frames: torch.Tensor | None, weights: ScoreWeights,
                     synthesize: Callable[[torch.Tensor], Audio] | None = None,
-                    recognizer: Recognizer | None = None) -> Candidate:
-    """Score one answer (see the module docstring)."""
-    correct = bool(answer_key) and answer_matches(text, answer_key)
+                    recognizer: Recognizer | None = None, context: str | None = None) -> Candidate:
+    """Score one answer (see the module docstring); ``context``: :func:`answer_context` of its prompt row."""
+    correct = bool(answer_key) and answer_matches(text, answer_key, context)
     wer = audio = None
     if frames is not None and frames.shape[0] and synthesize is not None and recognizer is not None:
         audio = synthesize(frames)
@@ -142,6 +143,14 @@ def prompt_rows(rows: Sequence[ManifestRow]) -> list[ManifestRow]:
                                rejected=conv[last], language=row.language, region=row.region, meta=row.meta,
                                image=row.image, video=row.video))  # row-level media join the first user turn
     return out
+
+
+def answer_context(row: ManifestRow) -> str | None:
+    """The text a right answer to a prompt row may take its number words from besides the key: the prompt's turns
+    and the reference (chosen) reply (:func:`omni.data.synth.domain.answer_matches`); None for a row with neither,
+    which is then scored on the key alone."""
+    turns = [*(row.prompt or []), *([row.chosen] if row.chosen else [])]
+    return " ".join(t.text for t in turns if t.text) or None
 
 
 def encode_prompts(model: Any, rows: Sequence[ManifestRow], manifest: str, media: Any, speech_in: bool,
@@ -207,8 +216,9 @@ def answer_rates(model: Any, rows: Sequence[ManifestRow], manifest: str, media: 
     for row, cands in zip(rows, answers):
         key = (row.meta or {}).get("answer_key")
         bad = wrong_key(row.chosen.text or "", row.rejected.text or "") if row.rejected else None
+        context = answer_context(row)
         for text, _ in cands:
-            r = bool(key) and answer_matches(text, key)
+            r = bool(key) and answer_matches(text, key, context)
             w = (not r) and bad is not None and answer_matches(text, bad)
             right += r
             wrong += w
@@ -243,7 +253,9 @@ def make_pairs(model: Any, rows: Sequence[ManifestRow], manifest: str, media: An
     out, dropped = [], 0
     for row, cands in zip(rows, answers):
         key = (row.meta or {}).get("answer_key")
-        scored = [score_candidate(t, key, f if speech else None, weights, synthesize, recognizer) for t, f in cands]
+        context = answer_context(row)
+        scored = [score_candidate(t, key, f if speech else None, weights, synthesize, recognizer, context)
+                  for t, f in cands]
         scored = [c for c in scored if c.text]
         if len(scored) < 2:
             dropped += 1

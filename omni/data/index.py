@@ -193,6 +193,14 @@ def _field_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def _field(row: dict, key: str) -> str | None:
+    """The value at the dotted path ``key`` of a manifest row, as ``where`` compares it (None: absent)."""
+    value: object = row
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if value is None else _field_text(value)
+
+
 def row_matches(text: str, where: dict[str, str]) -> bool:
     """Whether the manifest line ``text`` has every field value of ``where`` (see :class:`SourceConfig`). A line
     that is not a JSON object is kept, so that indexing reports it as a bad line rather than hiding it."""
@@ -204,13 +212,31 @@ def row_matches(text: str, where: dict[str, str]) -> bool:
         return True
     if not isinstance(row, dict):
         return True
-    for key, want in where.items():
-        value: object = row
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None or _field_text(value) != want:
-            return False
-    return True
+    return all(_field(row, key) == want for key, want in where.items())
+
+
+def _no_match(source: SourceConfig, lines: int, sample: int = 2000, shown: int = 12) -> DataError:
+    """The error for a ``where`` that kept none of a source's ``lines``, with the values its fields take in the
+    first ``sample`` lines (a misspelt value is the usual cause)."""
+    values: dict[str, Counter] = {key: Counter() for key in source.where}
+    seen = 0
+    for manifest in source.manifests:
+        with open(manifest, "rb") as f:
+            for raw in f:
+                if seen >= sample:
+                    break
+                try:
+                    row = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(row, dict):
+                    seen += 1
+                    for key in values:
+                        values[key][_field(row, key) or "(absent)"] += 1
+    found = "; ".join(f"{key} takes {', '.join(v for v, _ in c.most_common(shown))}" + (" ..." if len(c) > shown else "")
+                      for key, c in values.items())
+    return DataError(f"source '{source.name}': where {source.where} matches none of the {lines} lines of "
+                     f"{', '.join(source.manifests)} ({found or 'no JSON rows'})")
 
 
 def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dict[int, list[RawRow]]:
@@ -219,9 +245,10 @@ def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dic
 
     Raises:
         FileNotFoundError: a manifest is missing.
+        DataError: ``where`` keeps none of the lines (the message lists the values its fields take).
     """
     out: dict[int, list[RawRow]] = {j: [] for j in shards}
-    n = 0
+    n = lines = 0
     for manifest in source.manifests:
         if not Path(manifest).is_file():
             raise FileNotFoundError(f"{manifest}: manifest not found (source '{source.name}')")
@@ -229,6 +256,7 @@ def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dic
             for line_no, raw in enumerate(f, start=1):
                 if not raw.strip():
                     continue
+                lines += 1
                 text = _decode(raw) if source.where else None  # other shards' lines are decoded only to filter
                 if text is not None and not row_matches(text, source.where):
                     continue
@@ -238,6 +266,8 @@ def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dic
                     out[j].append(RawRow(str(manifest), line_no, text if text is not None else _decode(raw)))
                 if source.max_rows and n >= source.max_rows:
                     return out
+    if source.where and lines and not n:
+        raise _no_match(source, lines)
     return out
 
 

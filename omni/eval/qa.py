@@ -1,9 +1,11 @@
 """Answer accuracy of question answering (spoken QA, image QA): does the reply's text hold ``meta.answer_key``?
 
 The synthetic corpus (``spoken_qa_*``, ``preference_*``) and image set (``image_qa_*``) carry the key of
-each question's answer in ``meta.answer_key`` (e.g. ``"blue"``, ``"3"``); a reply is right when its
-normalised text contains the key as whole words (:func:`omni.data.synth.domain.answer_matches`, the rule
-``omni data make-pairs`` scores with). The prompt is the row's conversation up to its last assistant turn,
+each question's answer in ``meta.answer_key`` (e.g. ``"blue"``, ``"three"``); a reply is right when its
+normalised text contains the key as whole words and its other number words come from the question or the
+reference reply (:func:`omni.data.synth.domain.answer_matches` with :func:`omni.align.pairs.answer_context`, the
+rule ``omni data make-pairs`` scores with): "The day after January sixth is January seventh." does not answer
+"What comes after January fifth?" although it holds "January sixth". The prompt is the row's conversation up to its last assistant turn,
 encoded with the training template (:func:`omni.align.pairs.encode_prompts`); decoding is greedy text.
 
 Writes ``report.json`` (``task: qa``, ``totals.accuracy``, per question kind) and ``report.md``.
@@ -52,7 +54,9 @@ class QaScores:
 
 
 def score_answers(rows: Sequence[Any], answers: Sequence[str], group_by: str = "question_kind") -> QaScores:
-    """Score ``answers[i]`` (reply text) against ``rows[i].meta.answer_key``."""
+    """Score ``answers[i]`` (reply text) against ``rows[i].meta.answer_key`` (rows as :func:`prompt_rows` cuts them:
+    the question in ``prompt``, the reference reply in ``chosen``)."""
+    from omni.align.pairs import answer_context
     from omni.data.synth.domain import answer_matches
 
     if len(rows) != len(answers):
@@ -65,7 +69,7 @@ def score_answers(rows: Sequence[Any], answers: Sequence[str], group_by: str = "
         if not key:
             unscored += 1
             continue
-        ok = answer_matches(text, str(key))
+        ok = answer_matches(text, str(key), answer_context(row))
         g = str(meta.get(group_by, "(all)"))
         c, n = groups.get(g, (0, 0))
         groups[g] = (c + ok, n + 1)

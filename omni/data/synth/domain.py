@@ -84,17 +84,25 @@ _CARDINAL_WORDS = frozenset(ONES + TENS[2:] + ("hundred", "thousand", "oh"))
 _ORDINAL_WORDS = frozenset(ordinal_to_words(n).split()[-1] for n in (*range(1, 100), 100, 1000))
 
 
-def answer_matches(text: str, answer_key: str) -> bool:
+def answer_matches(text: str, answer_key: str, context: str | None = None) -> bool:
     """True when ``answer_key`` occurs in ``text`` as whole words and whole numbers.
 
     Case and punctuation are ignored. A key that starts or ends with a number
     word must not continue a longer number in the text, so "twenty" is not found
     in "twenty one", "one" not in "twenty one", and "five minutes" not in
     "twenty five minutes"; "March third" is not found in "March twenty third".
+
+    With ``context`` (the question and the reference reply, as text), every
+    other number word of the reply must come from the context or the key: a
+    reply that restates the question wrongly and states a wrong answer ("What
+    comes after January fifth?" -> "The day after January sixth is January
+    seventh.") holds the key in its premise, not as its answer, and is not
+    counted.
     """
     key, words = normalize(answer_key).split(), normalize(text).split()
     if not key:
         raise ValueError("answer_key is empty")
+    allowed = set(key) | set(normalize(context).split()) if context is not None else None
     number_start = key[0] in _CARDINAL_WORDS or key[0] in _ORDINAL_WORDS
     number_end = key[-1] in _CARDINAL_WORDS
     for i in range(len(words) - len(key) + 1):
@@ -106,8 +114,15 @@ def answer_matches(text: str, answer_key: str) -> bool:
             continue
         if number_end and (after in _CARDINAL_WORDS or after in _ORDINAL_WORDS):
             continue
+        if allowed is not None and any(_is_number_word(w) and w not in allowed
+                                       for w in words[:i] + words[i + len(key):]):
+            continue
         return True
     return False
+
+
+def _is_number_word(word: str) -> bool:
+    return word in _CARDINAL_WORDS or word in _ORDINAL_WORDS
 
 
 def article(noun: str) -> str:
