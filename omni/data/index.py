@@ -233,8 +233,8 @@ def _no_match(source: SourceConfig, lines: int, sample: int = 2000, shown: int =
                     seen += 1
                     for key in values:
                         values[key][_field(row, key) or "(absent)"] += 1
-    found = "; ".join(f"{key} takes {', '.join(v for v, _ in c.most_common(shown))}" + (" ..." if len(c) > shown else "")
-                      for key, c in values.items())
+    found = "; ".join(f"{key} takes {', '.join(v for v, _ in c.most_common(shown))}"
+                      + (" ..." if len(c) > shown else "") for key, c in values.items())
     return DataError(f"source '{source.name}': where {source.where} matches none of the {lines} lines of "
                      f"{', '.join(source.manifests)} ({found or 'no JSON rows'})")
 

@@ -5,8 +5,9 @@ each question's answer in ``meta.answer_key`` (e.g. ``"blue"``, ``"three"``); a 
 normalised text contains the key as whole words and its other number words come from the question or the
 reference reply (:func:`omni.data.synth.domain.answer_matches` with :func:`omni.align.pairs.answer_context`, the
 rule ``omni data make-pairs`` scores with): "The day after January sixth is January seventh." does not answer
-"What comes after January fifth?" although it holds "January sixth". The prompt is the row's conversation up to its last assistant turn,
-encoded with the training template (:func:`omni.align.pairs.encode_prompts`); decoding is greedy text.
+"What comes after January fifth?" although it holds "January sixth". The prompt is the row's conversation up
+to its last assistant turn, encoded with the training template (:func:`omni.align.pairs.encode_prompts`);
+decoding is greedy text.
 
 Writes ``report.json`` (``task: qa``, ``totals.accuracy``, per question kind) and ``report.md``.
 """
