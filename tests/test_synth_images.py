@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import numpy as np
@@ -14,7 +15,7 @@ from omni.config import load_config
 from omni.config.fields import FieldError
 from omni.data.manifest import load_manifest
 from omni.data.synth.domain import answer_matches
-from omni.data.synth.image_set import ImageSetConfig, build_image_set
+from omni.data.synth.image_set import ImageSetConfig, build_image_set, wrong_answer
 from omni.data.synth.scenes import (
     COLORS,
     ScenePalette,
@@ -113,8 +114,58 @@ def test_deterministic_for_a_seed(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_wrong_answers_change_only_the_asked_fact():
+    """Every rejected answer is a well-formed answer of the same kind that the image does not support: its key is
+    another value of the asked fact, and the right answer's key is not in it."""
+    rng, palette = random.Random(3), ScenePalette()
+    kinds = set()
+    for _ in range(120):
+        scene = sample_scene(rng, palette)
+        for qa in questions(scene):
+            wrong = wrong_answer(scene, qa, rng, palette)
+            assert wrong is not None and wrong.kind == qa.kind
+            assert wrong.answer_key != qa.answer_key and not answer_matches(wrong.answer, qa.answer_key), (qa, wrong)
+            assert answer_matches(wrong.answer, wrong.answer_key)
+            kinds.add(qa.kind)
+    assert kinds == {"color", "count", "shape", "position", "digit"}
+    one_shape = ScenePalette(shapes=("circle",), digit_fraction=0.0)
+    scene = sample_scene(rng, one_shape)
+    shape_q = next(q for q in questions(scene) if q.kind == "shape")
+    assert wrong_answer(scene, shape_q, rng, one_shape) is None  # no other shape to name
+
+
+def test_image_preference_rows(tmp_path):
+    """preference_fraction adds DPO rows (image + question, right / wrong answer) without changing the images or
+    the QA rows; an image set built before the option existed is still recognised as the same config."""
+    plain = load_config("configs/data/images_smoke.yaml", ImageSetConfig)
+    build_image_set(plain, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "image_preference_train.jsonl").exists()
+    cfg = load_config("configs/data/images_smoke.yaml", ImageSetConfig, overrides=["preference_fraction=1.0"])
+    summary = build_image_set(cfg, tmp_path / "pref")
+    for name in ("image_qa_train.jsonl", "image_qa_test.jsonl", "images/train/00003.png"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "pref" / name).read_bytes()
+    qa = {r.id.replace("imgqa", ""): r for r in load_manifest(tmp_path / "pref" / "image_qa_train.jsonl")}
+    pref = load_manifest(tmp_path / "pref" / "image_preference_train.jsonl")
+    assert len(pref) == summary.manifests["image_preference_train"] == len(qa)  # every row: five shapes, 10 digits
+    for row in pref:
+        q = qa[row.id.replace("imgpref", "")]
+        assert row.task == "preference" and row.image == q.image
+        assert row.prompt[0].text == q.conversation[0].text and row.chosen.text == q.conversation[1].text
+        assert not answer_matches(row.rejected.text, row.meta["answer_key"])
+    half = build_image_set(load_config("configs/data/images_smoke.yaml", ImageSetConfig,
+                                       overrides=["preference_fraction=0.5"]), tmp_path / "half")
+    assert 0 < half.manifests["image_preference_train"] < len(qa)
+    marker = tmp_path / "plain" / "images.json"  # written before preference_fraction existed
+    data = json.loads(marker.read_text())
+    del data["config"]["preference_fraction"]
+    marker.write_text(json.dumps(data))
+    assert build_image_set(plain, tmp_path / "plain").drawn == 0
+
+
 def test_config_errors():
     with pytest.raises(FieldError, match="colors"):
         ImageSetConfig(colors=["red", "mauve"])
     with pytest.raises(FieldError, match="size"):
         ImageSetConfig(size=100)
+    with pytest.raises(FieldError, match="preference_fraction"):
+        ImageSetConfig(preference_fraction=1.5)

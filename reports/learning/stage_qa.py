@@ -6,8 +6,10 @@ image accuracy per question kind. Run from the repository root after the tiny re
 
     python reports/learning/stage_qa.py runs/tiny image_text_pretrain_2 audio_pretrain_2 multimodal_sft
     python reports/learning/stage_qa.py runs/tiny runs/exp/itp2_balanced/final     (a path is used as it is)
+    python reports/learning/stage_qa.py --pref runs/tiny multimodal_sft dpo   (+ the DPO goal's right-answer rate)
 
-Writes each evaluation under ``<root>/stage_qa/<stage>/{text,image}`` and prints a Markdown table.
+``--pref`` adds the right-answer rate on the held-out preference prompts (the eval_pref_sft / eval_pref_dpo
+protocol). Writes each evaluation under ``<root>/stage_qa/<stage>/{text,image,pref}`` and prints a Markdown table.
 """
 import sys
 from pathlib import Path
@@ -23,23 +25,28 @@ def model_of(root: Path, stage: str) -> Path:
     return path if path.is_dir() else root / stage / "final"
 
 
-def main(root: str, stages: list[str]) -> None:
+def main(root: str, stages: list[str], pref: bool = False) -> None:
     base = Path(root)
     text_cfg = QaEvalConfig(speech_in=False, group_by="category")
     image_cfg = QaEvalConfig(speech_in=False)
-    print("| model | text QA | image QA | " + " / ".join(KINDS) + " |")
-    print("|---|---:|---:|---|")
+    print("| model | text QA | image QA | " + " / ".join(KINDS) + " |" + (" preference prompts |" if pref else ""))
+    print("|---|---:|---:|---|" + ("---:|" if pref else ""))
     for stage in stages:
         model = model_of(base, stage)
         out = base / "stage_qa" / model.as_posix().strip("/").replace("/", "_")
         text = evaluate_qa(text_cfg, base / "corpus" / "text_test.jsonl", model, out / "text")
         image = evaluate_qa(image_cfg, base / "images" / "image_qa_test.jsonl", model, out / "image")
         kinds = " / ".join(f"{100 * image['by_group'].get(k, {}).get('accuracy', 0.0):.1f}" for k in KINDS)
+        right = ""
+        if pref:
+            rate = evaluate_qa(image_cfg, base / "corpus" / "preference_dev.jsonl", model, out / "pref")
+            right = f" {100 * rate['totals']['accuracy']:.1f}% |"
         print(f"| {stage} | {100 * text['totals']['accuracy']:.1f}% | {100 * image['totals']['accuracy']:.1f}% "
-              f"| {kinds} |", flush=True)
+              f"| {kinds} |{right}", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    args = [a for a in sys.argv[1:] if a != "--pref"]
+    if len(args) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2:])
+    main(args[0], args[1:], pref="--pref" in sys.argv[1:])

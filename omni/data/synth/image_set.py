@@ -7,6 +7,8 @@
       images/{split}/{i:05d}.png     one drawn scene per file
       image_caption_{split}.jsonl    image -> caption
       image_qa_{split}.jsonl         image + question -> answer, meta.answer_key / meta.question_kind
+      image_preference_{split}.jsonl image + question -> chosen (right) / rejected (wrong) answer, for a
+                                     ``preference_fraction`` of the QA rows (none by default)
 
 Splits are drawn from independent random streams, so dev/test images are
 new draws, never copies of training images. Deterministic for a seed;
@@ -15,6 +17,7 @@ rerunning skips images already on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -27,7 +30,10 @@ from omni.config import check, option, to_data
 from omni.data.manifest import ManifestRow, Turn, write_manifest
 from omni.data.synth.scenes import (
     COLORS,
+    POSITIONS,
+    QA,
     SHAPES,
+    Scene,
     ScenePalette,
     caption,
     draw_scene,
@@ -55,6 +61,10 @@ class ImageSetConfig:
     shapes: list[str] = option(default_factory=lambda: list(SHAPES), help=f"Shapes used, from {list(SHAPES)}.")
     max_count: int = option(4, help="Most shapes in one scene (count questions range over 1..max_count).")
     digit_fraction: float = option(0.25, help="Share of scenes showing a digit instead of shapes.")
+    preference_fraction: float = option(
+        0.0, help="Share of each split's QA rows that also get a preference row (image_preference_{split}.jsonl): "
+        "chosen = the right answer, rejected = the answer for the scene with the asked fact changed (another colour, "
+        "count, shape, position or digit). For DPO on image questions.")
 
     def __post_init__(self) -> None:
         for name in ("train_images", "dev_images", "test_images"):
@@ -68,6 +78,7 @@ class ImageSetConfig:
         check(not bad and len(self.shapes) >= 1, "shapes", f"need >= 1 of {list(SHAPES)}; unknown: {bad}")
         check(1 <= self.max_count <= 6, "max_count", "must be in 1..6")
         check(0.0 <= self.digit_fraction <= 1.0, "digit_fraction", "must be in [0, 1]")
+        check(0.0 <= self.preference_fraction <= 1.0, "preference_fraction", "must be in [0, 1]")
 
     def palette(self) -> ScenePalette:
         return ScenePalette(tuple(self.colors), tuple(self.shapes), self.max_count, self.digit_fraction)
@@ -92,6 +103,26 @@ def _atomic_png(image, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def wrong_answer(scene: Scene, qa: QA, rng: random.Random, palette: ScenePalette) -> QA | None:
+    """The answer to ``qa``'s question about ``scene`` with the asked fact changed to another value drawn from
+    ``palette`` (a plausible wrong answer), or None when the palette has no other value."""
+    fact, values = {"color": ("color", palette.colors), "shape": ("shape", palette.shapes),
+                     "count": ("count", tuple(range(1, palette.max_count + 1))), "position": ("position", POSITIONS),
+                     "digit": ("digit", tuple(range(10)))}[qa.kind]
+    others = [v for v in values if v != getattr(scene, fact)]
+    if not others:
+        return None
+    changed = dataclasses.replace(scene, **{fact: rng.choice(others)})
+    if qa.kind == "count" and changed.count > 1:  # a position question exists only for one shape
+        changed = dataclasses.replace(changed, position=None)
+    return next(q for q in questions(changed) if q.kind == qa.kind)
+
+
+def _same_config(old: dict, cfg: ImageSetConfig) -> bool:
+    """Whether a marker's config is ``cfg``; fields added since it was written count at their defaults."""
+    return {**to_data(ImageSetConfig()), **old} == to_data(cfg)
+
+
 def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSetSummary:
     """Draw every split's images and write the caption and QA manifests."""
     start = time.perf_counter()
@@ -99,7 +130,7 @@ def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSet
     marker = out / "images.json"
     if marker.exists():
         old = json.loads(marker.read_text(encoding="utf-8")).get("config")
-        if old is not None and old != to_data(cfg):
+        if old is not None and not _same_config(old, cfg):
             raise ValueError(f"{marker}: {out} holds an image set built with a different config; "
                              "choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +141,8 @@ def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSet
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         captions: list[ManifestRow] = []
         qa_rows: list[ManifestRow] = []
+        pref_rows: list[ManifestRow] = []
+        pref_rng = random.Random(f"{cfg.seed}:{split}:preference")  # its own stream: images and QA stay as they were
         for i in range(cfg.count(split)):
             scene = sample_scene(rng, palette)
             rel = f"images/{split}/{i:05d}.png"
@@ -128,7 +161,19 @@ def build_image_set(cfg: ImageSetConfig, out_dir: str | os.PathLike) -> ImageSet
                     id=f"imgqa-{split}-{i:05d}-{k}", task="image_qa", image=rel, language="en",
                     conversation=[Turn("user", qa.question), Turn("assistant", qa.answer)],
                     meta={"answer_key": qa.answer_key, "question_kind": qa.kind, **meta}))
-        for name, rows in ((f"image_caption_{split}", captions), (f"image_qa_{split}", qa_rows)):
+                if cfg.preference_fraction and pref_rng.random() < cfg.preference_fraction:
+                    wrong = wrong_answer(scene, qa, pref_rng, palette)
+                    if wrong is not None:
+                        pref_rows.append(ManifestRow(
+                            id=f"imgpref-{split}-{i:05d}-{k}", task="preference", image=rel, language="en",
+                            prompt=[Turn("user", qa.question)], chosen=Turn("assistant", qa.answer),
+                            rejected=Turn("assistant", wrong.answer),
+                            meta={"answer_key": qa.answer_key, "question_kind": qa.kind,
+                                  "wrong_key": wrong.answer_key, **meta}))
+        tables = [(f"image_caption_{split}", captions), (f"image_qa_{split}", qa_rows)]
+        if cfg.preference_fraction:
+            tables.append((f"image_preference_{split}", pref_rows))
+        for name, rows in tables:
             write_manifest(out / f"{name}.jsonl", rows)
             manifests[name] = len(rows)
     seconds = time.perf_counter() - start
