@@ -1,6 +1,7 @@
 # DPO with image pairs, on a finished tiny recipe's outputs (run from the clone root that ran it).
 # usage: bash reports/learning/run8/dpo.sh NAME STEPS LR IMAGE_PAIRS(0|1) [more dpo overrides]
 set -e
+[ -x .venv/bin/omni ] && PATH="$PWD/.venv/bin:$PATH"  # the clone's own environment, activated or not
 T=runs/tiny
 name=$1 steps=$2 lr=$3 img=$4
 shift 4
