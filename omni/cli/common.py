@@ -12,16 +12,20 @@ import typer
 from omni.audio.io import AudioError
 from omni.config import ConfigError
 from omni.training.checkpoint import CheckpointWriteError
+from omni.training.nonfinite import NonFiniteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Errors caused by the user's input: printed as one line, exit code 2, no traceback.
 USER_ERRORS = (ConfigError, AudioError, FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError,
                CheckpointWriteError)
+#: A run that cannot go on (it diverged): one line naming where, exit code 1; what is on disk is intact.
+RUN_ERRORS = (NonFiniteError,)
 
 
 def user_errors(fn: F) -> F:
-    """Decorator for commands: user-input errors print ``error: ...`` and exit with code 2.
+    """Decorator for commands: user-input errors print ``error: ...`` and exit with code 2, a diverged run (NaN/inf)
+    prints one line and exits with code 1.
 
     Under a launcher, the process group a command joined (accelerate's state, kept by the stages of a pipeline for
     each other) is destroyed when the command ends: left to interpreter exit, gloo's worker threads can abort the
@@ -34,6 +38,9 @@ def user_errors(fn: F) -> F:
         except USER_ERRORS as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except RUN_ERRORS as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)
             raise typer.Exit(130) from None

@@ -55,6 +55,14 @@ class LoopConfig:
     cpu: bool = option(False, help="Train on CPU even when a GPU is present (CPU-only machines always do).")
     resume: bool = option(True, help="Continue from the newest checkpoint in output_dir when there is one.")
     progress: bool = option(True, help="Show a progress bar on the main process.")
+    nonfinite: Literal["skip", "stop"] = option(
+        "skip", help="A step whose gradient norm or loss is NaN/inf is never applied: skip drops it (no optimizer "
+        "or scheduler step; counted as nonfinite_skips), stop ends the run naming the first non-finite parameter. "
+        "Under fp16 the loss scaler's own skips (an overflow while it calibrates) are counted, never stopped on."
+    )
+    max_nonfinite_skips: int = option(
+        10, help="Stop after this many consecutive skipped steps (the run is diverging, not unlucky)."
+    )
 
     def __post_init__(self) -> None:
         check(bool(self.output_dir), "output_dir", "must be set")
@@ -62,5 +70,6 @@ class LoopConfig:
             check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         check(self.eval_every >= 0, "eval_every", "must be >= 0")
         check(self.num_workers >= 0, "num_workers", "must be >= 0")
+        check(self.max_nonfinite_skips >= 1, "max_nonfinite_skips", f"must be >= 1, got {self.max_nonfinite_skips}")
         check(self.batch_size % self.grad_accum == 0, "batch_size",
               f"must be divisible by grad_accum ({self.grad_accum}), got {self.batch_size}")

@@ -5,7 +5,10 @@ micro-batch) plus its model, data set and optimizers; :class:`Trainer` does
 the rest: deterministic resumable data order (:mod:`omni.training.sampler`),
 gradient accumulation, mixed precision, clipping, LR schedules, TensorBoard
 logging through accelerate's tracker, a progress bar, periodic evaluation,
-atomic checkpoints, resume, and a clean stop on SIGTERM.
+atomic checkpoints, resume, and a clean stop on SIGTERM. A step whose gradient
+or loss is NaN/inf is never applied (skipped and counted, or the run stops:
+``LoopConfig.nonfinite``), and non-finite weights are never saved
+(:mod:`omni.training.nonfinite`).
 
 Loss normalisation is exact for any number of processes and accumulation
 steps: ``compute_loss`` returns the *sum* of the loss over the micro-batch's
@@ -50,6 +53,12 @@ from tqdm import tqdm
 from omni.integrity import write_atomic
 from omni.training.checkpoint import STATE_FILE, CheckpointManager
 from omni.training.config import LoopConfig
+from omni.training.nonfinite import (
+    ADVICE,
+    NonFiniteError,
+    first_nonfinite_grad,
+    first_nonfinite_weight,
+)
 from omni.training.sampler import BatchPlan, GlobalBatchSampler, IndexPlan
 
 
@@ -214,6 +223,8 @@ class Trainer:
         self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints, self.schedulers)
         self.plan: BatchPlan = batches or IndexPlan(GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed))
         self._stop = False
+        self.nonfinite_skips = 0  # steps not applied because of a NaN/inf (resumed from trainer_state.json)
+        self._consecutive_skips = 0
 
     # ---- public -------------------------------------------------------------------
 
@@ -278,6 +289,7 @@ class Trainer:
         if latest is None:
             return 0
         state = self.ckpt.load(self.acc, latest[1])
+        self.nonfinite_skips = int(state.get("nonfinite_skips", 0))
         if self.acc.is_main_process:
             print(f"resuming from {latest[1]} (step {state['step']})")
         return int(state["step"])
@@ -317,6 +329,7 @@ class Trainer:
                 metrics["units_per_s"] = units_done / max(elapsed, 1e-9)
                 metrics.update({f"{k}_per_s": v / max(elapsed, 1e-9) for k, v in done.items()})
                 metrics["epoch"] = self.plan.epoch_of(step)
+                metrics["nonfinite_skips"] = float(self.nonfinite_skips)
                 for phase, opt in self.optimizers.items():
                     for i, group in enumerate(opt.param_groups):
                         metrics[f"lr/{phase}/{group.get('name', i)}"] = group["lr"]
@@ -348,6 +361,7 @@ class Trainer:
         out: dict[str, float] = {}
         amounts: dict[str, float] = {}
         phases_at = getattr(self.task, "phases_at", None)
+        skipped = False
         for phase in phases_at(step) if phases_at is not None else self.task.phases:
             opt = self.optimizers[phase]
             opt.zero_grad(set_to_none=True)
@@ -370,10 +384,15 @@ class Trainer:
                     thr[k] += float(v)
                 for k, v in result.stats.items():
                     stats[k].append(float(v))
-            if self.grad_clip.get(phase, 0.0) > 0:
-                norm = self.acc.clip_grad_norm_(_params(opt), self.grad_clip[phase])
-                out[f"grad_norm/{phase}"] = float(norm)
+            loss_key = f"loss/{phase}" if len(self.task.phases) > 1 else "loss"
+            if not self._finite_step(opt, phase, sums[loss_key], step, out):
+                skipped = True
+                continue
             opt.step()
+            if getattr(opt, "step_was_skipped", False):  # fp16: the loss scaler found an overflow
+                self._count_skip(phase, step, None)
+                skipped = True
+                continue
             if phase in self.schedulers:
                 self.schedulers[phase].step()
             keys = [*sums, *(f"\0den:{k}" for k in dens), *(f"\0thr:{k}" for k in thr)]
@@ -388,9 +407,50 @@ class Trainer:
                     out[k] = reduced[k] / total
             amounts.update({k: reduced[f"\0thr:{k}"] for k in thr})
             out.update({k: sum(v) / len(v) for k, v in stats.items()})
-        if not all(math.isfinite(v) for k, v in out.items() if k.startswith("loss")):
-            raise FloatingPointError(f"non-finite loss at this step: {out}")
+        if skipped:
+            return {}, total, amounts  # the loss of a skipped step is NaN: nothing of it is logged
+        self._consecutive_skips = 0
         return out, total, amounts
+
+    def _finite_step(self, opt: torch.optim.Optimizer, phase: str, local_loss: float, step: int,
+                     out: dict[str, float]) -> bool:
+        """Clip (when the phase clips) and check this phase's gradients before its optimizer step.
+
+        The global gradient norm is non-finite on every process when any gradient is (DDP all-reduces them;
+        FSDP's clip reduces the norm), and a non-finite local loss is shared with one collective, so every
+        process takes the same branch. Returns False when the step must not be applied (grads dropped)."""
+        clip = self.grad_clip.get(phase, 0.0)
+        fp16 = self.acc.scaler is not None
+        # max_norm=inf only measures the norm (clip coefficient 1): the check needs it even without clipping
+        norm = self.acc.clip_grad_norm_(_params(opt), clip if clip > 0 else math.inf)
+        bad_loss = float(not math.isfinite(local_loss))
+        if self.acc.num_processes > 1:
+            bad_loss = float(self.acc.reduce(torch.tensor([bad_loss], device=self.acc.device), reduction="sum"))
+        finite = bad_loss == 0 and (norm is None or math.isfinite(float(norm)))  # None: DeepSpeed clips itself
+        if clip > 0 and norm is not None and finite:
+            out[f"grad_norm/{phase}"] = float(norm)
+        if finite or (fp16 and bad_loss == 0):
+            return True  # fp16: a gradient overflow is the loss scaler's to skip and recalibrate on
+        name = first_nonfinite_grad(self.acc.unwrap_model(self.model))
+        if self.cfg.nonfinite == "stop":
+            what = f"the gradient of {name}" if name else f"the loss ({local_loss})"
+            raise NonFiniteError(f"{self.run_dir}: step {step + 1} ({phase}): {what} is non-finite; the step was "
+                                 f"not applied and nothing was saved after the last checkpoint. To try: {ADVICE}")
+        opt.zero_grad(set_to_none=True)
+        self._count_skip(phase, step, name)
+        return False
+
+    def _count_skip(self, phase: str, step: int, name: str | None) -> None:
+        self.nonfinite_skips += 1
+        self._consecutive_skips += 1
+        where = f" (first non-finite gradient: {name})" if name else ""
+        if self.acc.is_main_process:
+            tqdm.write(f"step {step + 1} ({phase}): non-finite gradient or loss{where}; step skipped "
+                       f"({self._consecutive_skips} in a row, {self.nonfinite_skips} in all)")
+        if self._consecutive_skips >= self.cfg.max_nonfinite_skips:
+            raise NonFiniteError(f"{self.run_dir}: {self._consecutive_skips} steps in a row had a non-finite "
+                                 f"gradient or loss (last: step {step + 1}, {phase}{where}); "
+                                 f"none was applied. The run is diverging; to try: {ADVICE}")
 
     def _evaluate(self, step: int) -> dict[str, float]:
         self.model.eval()
@@ -404,8 +464,17 @@ class Trainer:
         return result
 
     def _save(self, step: int, metrics: dict[str, float], complete: bool) -> None:
+        name = first_nonfinite_weight(self.acc.unwrap_model(self.model))
+        bad = float(name is not None)
+        if self.acc.num_processes > 1:  # FSDP shards: every process must agree before the collective save
+            bad = float(self.acc.reduce(torch.tensor([bad], device=self.acc.device), reduction="sum"))
+        if bad:
+            raise NonFiniteError(f"{self.run_dir}: not saving step {step}: the weights hold a NaN or inf "
+                                 f"({'parameter ' + name if name else 'on another process'}); the last checkpoint "
+                                 f"on disk is intact. To try: {ADVICE}")
         state = {"epoch": self.plan.epoch_of(step), "samples_seen": step * self.cfg.batch_size,
-                 "data_position": self.plan.position(step), "metrics": metrics, "complete": complete}
+                 "data_position": self.plan.position(step), "metrics": metrics, "complete": complete,
+                 "nonfinite_skips": self.nonfinite_skips}
         self.ckpt.save(self.acc, step, state)
         if self.acc.is_main_process:
             write_atomic(self.run_dir / STATE_FILE, (json.dumps({**state, "step": step}, indent=2) + "\n").encode())

@@ -72,11 +72,11 @@ class ToyTask:
 
 
 def make_trainer(out_dir, max_steps=12, grad_accum=1, batch_size=12, save_every=4, task=None, dropout=0.1,
-                 accelerator=None, seed=0):
+                 accelerator=None, seed=0, **loop):
     torch.manual_seed(seed)
     model = ToyModel(dropout)
     loop = LoopConfig(output_dir=str(out_dir), max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-                      save_every=save_every, log_every=2, keep_checkpoints=2, progress=False, seed=seed)
+                      save_every=save_every, log_every=2, keep_checkpoints=2, progress=False, seed=seed, **loop)
     optim = OptimConfig(lr=0.05, warmup_steps=2, schedule="cosine")
     opt = build_optimizer(model.parameters(), optim)
     sched = build_scheduler(opt, optim, max_steps)
