@@ -1,7 +1,7 @@
 # Set-up and test commands; the README and .ci/run call exactly these.
 #
 #   make setup   create .venv, install torch first, then the project with torch held
-#   make test    run the whole test suite
+#   make test    run the whole test suite, then the transformers-floor suite (test-floor)
 #
 # Variables: PYTHON (interpreter used to create the venv), TORCH_VERSION,
 # TORCH_INDEX (optional extra index, e.g. https://download.pytorch.org/whl/cu124).
@@ -13,8 +13,13 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 CONSTRAINTS := $(VENV)/torch-constraint.txt
+# The oldest transformers pyproject.toml claims, installed apart (pip --target) and tested by `make test-floor`.
+FLOOR := $(VENV)/floor
+TRANSFORMERS_FLOOR := $(shell sed -n 's/.*"transformers>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+FLOOR_TESTS := tests/test_model_*.py tests/test_generation_processor.py tests/test_bundle.py tests/test_lm_warmup.py \
+	tests/test_text_tokenizer.py tests/test_tokenizer_encoder.py tests/test_tokenizer_model.py tests/test_align_*.py
 
-.PHONY: setup test lint clean-venv
+.PHONY: setup test test-floor lint clean-venv
 
 setup:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,12 +55,26 @@ setup:
 		fi; \
 	fi
 	@ln -sf "$$($(BIN)/python -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(BIN)/ffmpeg
-	@# 4. the install must not have replaced torch.
+	@# 4. transformers at the floor pyproject.toml claims, beside (not in) the venv, for `make test-floor`.
+	@test -f $(FLOOR)/transformers-$(TRANSFORMERS_FLOOR).dist-info/METADATA || { rm -rf $(FLOOR); \
+		$(BIN)/python -m pip install --quiet --no-warn-conflicts -c $(CONSTRAINTS) --target $(FLOOR) "transformers==$(TRANSFORMERS_FLOOR)"; }
+	@# 5. the install must not have replaced torch.
 	@$(BIN)/python -c "import torch; v = torch.__version__; assert v.split('+')[0] == '$(TORCH_VERSION)', f'torch was replaced: {v}'; print('torch', v)"
 	@$(BIN)/omni --help >/dev/null && echo "setup done: activate with '. $(BIN)/activate'"
 
 test:
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@# the floor suite after a whole run only (not after a PYTEST_ARGS selection)
+	@$(if $(PYTEST_ARGS),,$(MAKE) --no-print-directory test-floor)
+
+# The model, generation, LM, tokenizer-encoder and DPO tests (about 2 min) against the oldest transformers we
+# claim (FLOOR shadows the venv's copy through PYTHONPATH): a floor that stops working fails here, not on a
+# user's machine.
+test-floor:
+	@PYTHONPATH=$(FLOOR) $(BIN)/python -c "import transformers as t; v = t.__version__; \
+		assert v == '$(TRANSFORMERS_FLOOR)', f'expected transformers $(TRANSFORMERS_FLOOR) from $(FLOOR), got {v}'; \
+		print('test-floor: transformers', v)"
+	PYTHONPATH=$(FLOOR) $(BIN)/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 
 lint:
 	$(BIN)/ruff check omni audio_tokenizer decoders serve tests

@@ -61,3 +61,22 @@ def test_backbone_from_local_directory_matches(tmp_path):
         torch.testing.assert_close(loaded(batch).text_logits, built(batch).text_logits)
         ref = AutoModelForCausalLM.from_pretrained(tmp_path / "llm", local_files_only=True).eval()
         torch.testing.assert_close(loaded(batch).text_logits, ref(input_ids=batch.input_ids).logits)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_last_hidden_state_request_returns_the_normed_final_state(arch):
+    """The model and the decode loop read ``hidden_states[-1]`` of ``output_hidden_states=LAST_HIDDEN_STATE``:
+    ``[-1]`` on transformers >= 5.23, ``True`` before (5.13-5.22 fail on a list: issue 19, point 3). Both must give
+    the base model's final, normed state; the request the installed release gets is checked the same way."""
+    from omni.model.backbone import LAST_HIDDEN_STATE
+
+    model = tiny_model(arch, vision=False)
+    batch = collate([model.encode([Message("user", "What is two plus three?")], add_generation_prompt=True)],
+                    model.token_ids.pad)
+    kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+              "position_ids": batch.position_ids}
+    with torch.no_grad():
+        final = model.backbone.get_decoder()(**kwargs).last_hidden_state  # (1, T, D) after the final norm
+        for request in [True] + ([LAST_HIDDEN_STATE] if LAST_HIDDEN_STATE is not True else []):
+            got = model.backbone(**kwargs, output_hidden_states=request).hidden_states[-1]
+            torch.testing.assert_close(got, final, atol=0, rtol=0)

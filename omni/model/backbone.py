@@ -32,6 +32,21 @@ from omni.integrity import verify_checksums
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _selects_hidden_states() -> bool:
+    try:  # transformers >= 5.23: output_hidden_states may list the indices to keep, negative ones included
+        from transformers.utils.output_capturing import selected_hidden_states  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+#: What to pass as a backbone's ``output_hidden_states`` so that ``out.hidden_states[-1]`` is the last hidden
+#: state (after the final norm): ``[-1]`` keeps only that one where transformers can select by index; older
+#: releases (5.13-5.22) take a list as "all" or drop negative indices, so they get ``True`` (every layer's state;
+#: the same final entry).
+LAST_HIDDEN_STATE: bool | list[int] = [-1] if _selects_hidden_states() else True
+
+
 class ModelLoadError(FileNotFoundError):
     """A pretrained model or component that cannot be loaded from local disk (message names the path)."""
 

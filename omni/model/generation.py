@@ -32,6 +32,7 @@ import torch
 from transformers import DynamicCache
 
 from omni.config import check, option
+from omni.model.backbone import LAST_HIDDEN_STATE
 from omni.model.batch import OmniBatch, OmniExample, collate
 from omni.model.sampling import Sampler, SamplingConfig
 
@@ -274,7 +275,7 @@ def _llm(model: OmniModel, embeds: torch.Tensor, mask: torch.Tensor, positions: 
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the backbone; (last hidden state (B, D), last text logits (B, V))."""
     out = model.backbone(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                         use_cache=cache is not None, output_hidden_states=[-1], logits_to_keep=1)
+                         use_cache=cache is not None, output_hidden_states=LAST_HIDDEN_STATE, logits_to_keep=1)
     return out.hidden_states[-1][:, -1], out.logits[:, -1]
 
 

@@ -26,7 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from omni.model.audio_embed import AudioEmbedding
 from omni.model.audio_head import AudioHead
-from omni.model.backbone import DTYPES, build_backbone, local_dir
+from omni.model.backbone import DTYPES, LAST_HIDDEN_STATE, build_backbone, local_dir
 from omni.model.batch import OmniBatch
 from omni.model.config import OmniModelConfig
 from omni.model.losses import AudioLoss, LossSum, audio_loss, text_loss
@@ -233,7 +233,7 @@ class OmniModel(nn.Module):
                 inputs_embeds = inputs_embeds + anchor
         out = self.backbone(
             inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-            past_key_values=past_key_values, use_cache=use_cache, output_hidden_states=[-1],
+            past_key_values=past_key_values, use_cache=use_cache, output_hidden_states=LAST_HIDDEN_STATE,
             logits_to_keep=logits_to_keep,
         )
         hidden = out.hidden_states[-1]  # (B, T, D) after the final norm

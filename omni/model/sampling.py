@@ -84,8 +84,15 @@ class Sampler:
             if start > 0:
                 history = history[:, start:]
                 ignore = None if ignore is None else (ignore - start).clamp(min=0)
-        processor = RepetitionPenaltyLogitsProcessor(float(self.cfg.repetition_penalty), prompt_ignore_length=ignore)
-        return processor(history, logits.clone())
+        vocab = logits.shape[-1]
+        if ignore is not None:  # (B, S): ignored entries become placeholders
+            positions = torch.arange(history.shape[1], device=history.device)
+            history = history.masked_fill(positions[None, :] < ignore.to(history.device)[:, None], vocab)
+        # placeholders (= V) gather from and scatter to one extra column, dropped after: every transformers 5.x
+        # processor then sees only valid ids (per-row ignore lengths and placeholder filtering are 5.23+ only)
+        padded = torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], dim=-1)  # (B, V + 1)
+        processor = RepetitionPenaltyLogitsProcessor(float(self.cfg.repetition_penalty))
+        return processor(history, padded)[:, :vocab]
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, V) logits (already penalised) -> (B,) chosen symbols."""
