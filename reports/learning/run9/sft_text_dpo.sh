@@ -1,4 +1,4 @@
-# The recipe's last steps on an SFT experiment's model runs/exp/NAME/final (NAME = sft_text, sft_text_img):
+# The recipe's last steps on an SFT experiment's model runs/exp/NAME/final (NAME = sft_text, sft_text_img, sft_text2_img):
 # make-pairs from it, DPO 600 steps on the corpus pairs + those, then the answers, spoken QA and ASR of the DPO
 # model. Run from the clone root (data/ linked).   usage: bash reports/learning/run9/sft_text_dpo.sh [NAME]
 set -e
