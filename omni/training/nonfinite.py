@@ -1,8 +1,9 @@
 """Keeping non-finite numbers out of the weights: the error, and where a NaN or inf first shows.
 
-The trainer checks each optimizer step's global gradient norm (and the step's loss) *before* the optimizer
-runs: a non-finite step is skipped and counted, or stops the run, per ``LoopConfig.nonfinite``; and it checks
-the weights before every checkpoint and export, so a run never saves what it could not train.
+The trainer checks each optimizer step's global gradient norm (where a NaN/inf loss shows too) *before*
+the optimizer runs: a non-finite step is skipped and counted, or stops the run, per
+``LoopConfig.nonfinite``; and it checks the weights before every checkpoint and export, so a run never
+saves what it could not train.
 """
 
 from __future__ import annotations

@@ -369,13 +369,14 @@ class Trainer:
             dens: dict[str, float] = defaultdict(float)
             thr: dict[str, float] = defaultdict(float)
             stats: dict[str, list[float]] = defaultdict(list)
+            loss_key = f"loss/{phase}" if len(self.task.phases) > 1 else "loss"
             for i, batch in enumerate(micro):
                 sync = i == len(micro) - 1
                 with self.acc.no_sync(self.model) if not sync else contextlib.nullcontext():
                     with self.acc.autocast():
                         result = self.task.compute_loss(self.model, batch, phase)
                     self.acc.backward(result.loss * scale)
-                sums[f"loss/{phase}" if len(self.task.phases) > 1 else "loss"] += float(result.loss.detach())
+                sums[loss_key] += float(result.loss.detach())
                 for k, v in result.sums.items():
                     sums[k] += float(v)
                 for k, v in result.denominators.items():
@@ -384,7 +385,6 @@ class Trainer:
                     thr[k] += float(v)
                 for k, v in result.stats.items():
                     stats[k].append(float(v))
-            loss_key = f"loss/{phase}" if len(self.task.phases) > 1 else "loss"
             if not self._finite_step(opt, phase, sums[loss_key], step, out):
                 skipped = True
                 continue
@@ -416,21 +416,25 @@ class Trainer:
                      out: dict[str, float]) -> bool:
         """Clip (when the phase clips) and check this phase's gradients before its optimizer step.
 
-        The global gradient norm is non-finite on every process when any gradient is (DDP all-reduces them;
-        FSDP's clip reduces the norm), and a non-finite local loss is shared with one collective, so every
-        process takes the same branch. Returns False when the step must not be applied (grads dropped)."""
+        The decision rests on the global gradient norm, the same on every process (DDP all-reduces gradients,
+        FSDP's clip reduces the norm; a non-finite local loss makes a non-finite gradient), so every process
+        takes the same branch without a collective of its own. Returns False when the step must not be applied
+        (its gradients are dropped)."""
         clip = self.grad_clip.get(phase, 0.0)
-        fp16 = self.acc.scaler is not None
         # max_norm=inf only measures the norm (clip coefficient 1): the check needs it even without clipping
         norm = self.acc.clip_grad_norm_(_params(opt), clip if clip > 0 else math.inf)
-        bad_loss = float(not math.isfinite(local_loss))
-        if self.acc.num_processes > 1:
-            bad_loss = float(self.acc.reduce(torch.tensor([bad_loss], device=self.acc.device), reduction="sum"))
-        finite = bad_loss == 0 and (norm is None or math.isfinite(float(norm)))  # None: DeepSpeed clips itself
-        if clip > 0 and norm is not None and finite:
-            out[f"grad_norm/{phase}"] = float(norm)
-        if finite or (fp16 and bad_loss == 0):
-            return True  # fp16: a gradient overflow is the loss scaler's to skip and recalibrate on
+        if norm is None:  # DeepSpeed clips inside its engine: the loss, shared across processes, is what we see
+            bad = float(not math.isfinite(local_loss))
+            if self.acc.num_processes > 1:
+                bad = float(self.acc.reduce(torch.tensor([bad], device=self.acc.device), reduction="sum"))
+            finite = bad == 0
+        else:
+            value = float(norm)
+            finite = math.isfinite(value)
+            if finite and clip > 0:
+                out[f"grad_norm/{phase}"] = value
+        if finite or self.acc.scaler is not None:
+            return True  # fp16: an overflow is the loss scaler's to skip and recalibrate on (counted after step)
         name = first_nonfinite_grad(self.acc.unwrap_model(self.model))
         if self.cfg.nonfinite == "stop":
             what = f"the gradient of {name}" if name else f"the loss ({local_loss})"
