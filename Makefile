@@ -16,7 +16,7 @@ CONSTRAINTS := $(VENV)/torch-constraint.txt
 # The oldest transformers pyproject.toml claims, installed apart (pip --target) and tested by `make test-floor`.
 FLOOR := $(VENV)/floor
 TRANSFORMERS_FLOOR := $(shell sed -n 's/.*"transformers>=\([0-9.]*\)".*/\1/p' pyproject.toml)
-FLOOR_TESTS := tests/test_model_*.py tests/test_generation_processor.py tests/test_bundle.py tests/test_lm_warmup.py \
+FLOOR_TESTS := tests/test_model_*.py tests/test_static_decode.py tests/test_generation_processor.py tests/test_bundle.py tests/test_lm_warmup.py \
 	tests/test_text_tokenizer.py tests/test_tokenizer_encoder.py tests/test_tokenizer_model.py tests/test_align_*.py
 
 .PHONY: setup test test-floor lint clean-venv

@@ -88,7 +88,7 @@ def test_decode_ratios_come_from_the_measured_numbers(tmp_path):
     per_step = ctx.ceilings.bandwidth / bound["reference"]
     assert step_bytes(model, 0) < per_step < step_bytes(model, 200)
     assert bound["value"] == pytest.approx(vs_hf["value"])
-    assert figs["hf generate static cache + compile vs dynamic"]["skipped"]
+    assert figs["omni static cache + CUDA graphs vs dynamic"]["skipped"]
     assert data["goals"]["met"] + data["goals"]["not_met"] == 3
 
 

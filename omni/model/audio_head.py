@@ -25,6 +25,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, DynamicCache
 
 from omni.config import check, option
+from omni.model.static_decode import CompileMode, static_depth
 
 
 @dataclass
@@ -101,7 +102,8 @@ class AudioHead(nn.Module):
         return [head(h[:, k]) for k, head in enumerate(self.heads)]
 
     @torch.no_grad()
-    def generate(self, hidden: torch.Tensor, pick: CodePicker = greedy_codes, use_cache: bool = True) -> torch.Tensor:
+    def generate(self, hidden: torch.Tensor, pick: CodePicker = greedy_codes, use_cache: bool = True,
+                 static: bool = False, compile: CompileMode = "off") -> torch.Tensor:
         """Sample the K codes of one frame per row, level by level.
 
         Args:
@@ -109,11 +111,16 @@ class AudioHead(nn.Module):
             pick: chooses level-k codes from their logits (greedy by default).
             use_cache: K one-position steps with a KV cache; False recomputes the prefix each level
                 (same result, for checking the cache).
+            static: the cache is a static one of K positions, kept between calls
+                (:class:`~omni.model.static_decode.StaticDepth`; needs the Llama/Qwen-style layer stack).
+            compile: with ``static``, how each level's step is compiled (``reduce-overhead``: CUDA graphs).
 
         Returns:
             (B, K) long codes.
         """
         x = self.in_proj(hidden).unsqueeze(1)  # (B, 1, d)
+        if use_cache and static and self._layers_callable():
+            return static_depth(self, x.shape[0], compile).generate(x, pick)
         if use_cache and self._layers_callable():
             return self._generate_by_layers(x, pick)
         cache = DynamicCache(config=self.transformer.config) if use_cache else None

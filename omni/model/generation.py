@@ -15,8 +15,10 @@ tokens + audio frames + markers). An audio segment longer than
 ``max_audio_frames`` is closed with ``<|audio_end|>``. Placeholders that
 cannot be generated (images, video, input-audio start) are masked out.
 
-The LLM cache is transformers' ``DynamicCache``; ``use_cache=False`` re-runs
-the whole sequence every step (same result; used to test the cache). Batches
+The LLM cache is transformers' ``DynamicCache``, or on CUDA (``cache_implementation``) a static cache
+whose one-position steps are compiled into CUDA graphs, the depth transformer's likewise
+(:mod:`omni.model.static_decode`); ``use_cache=False`` re-runs the whole sequence every step (same
+result; used to test the caches). Batches
 are left-padded with real-token position ids, so a row generates what it
 would alone. The loop syncs with the host once per step (one small tensor:
 "any frame?", "all done?"), as ``transformers.generate`` does.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from transformers import DynamicCache
@@ -35,6 +37,7 @@ from omni.config import check, option
 from omni.model.backbone import LAST_HIDDEN_STATE
 from omni.model.batch import OmniBatch, OmniExample, collate
 from omni.model.sampling import Sampler, SamplingConfig
+from omni.model.static_decode import CompileMode, static_llm
 
 if TYPE_CHECKING:
     from omni.model.model import OmniModel
@@ -55,6 +58,17 @@ class GenerationConfig:
     audio: SamplingConfig = option(default_factory=SamplingConfig, help="Sampling of audio codes.")
     allow_audio: bool = option(True, help="Let the model switch to speech; false forces text-only replies.")
     use_cache: bool = option(True, help="KV caches for the LLM and the depth transformer (false: recompute).")
+    cache_implementation: Literal["auto", "dynamic", "static"] = option(
+        "auto", help="Kind of KV cache: dynamic (transformers' DynamicCache, grows each step), static (preallocated "
+        "to a power-of-two length, fixed shapes, kept between calls: what CUDA graphs need) or auto (static on "
+        "CUDA, dynamic elsewhere). Same tokens either way.",
+    )
+    compile: Literal["auto", "off", "trace", "default", "reduce-overhead", "max-autotune"] = option(
+        "auto", help="torch.compile of the static cache's one-position steps (LLM and depth transformer): a "
+        "torch.compile mode (reduce-overhead = CUDA graphs), off, trace (one dynamo graph run eagerly: a check, "
+        "no speed-up) or auto (reduce-overhead on CUDA when the backbone compiles whole, else off). Ignored "
+        "with the dynamic cache.",
+    )
     seed: int | None = option(None, help="Seed of the sampling generator (null: torch's global RNG).")
     stop_token_ids: list[int] = option(
         default_factory=list, help="Extra token ids that end a row (besides <|im_end|> and the EOS token)."
@@ -128,6 +142,18 @@ def prompt_batch(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[O
     return replace(prompts, labels=None, audio_target=target).to(model.device)
 
 
+def decode_plan(model: OmniModel, config: GenerationConfig) -> tuple[bool, CompileMode]:
+    """(static caches?, compile mode of their steps) for ``config`` on the model's device."""
+    cuda = model.device.type == "cuda"
+    kind = config.cache_implementation
+    if not config.use_cache or kind == "dynamic" or (kind == "auto" and not cuda):
+        return False, "off"
+    mode = config.compile
+    if mode == "auto":  # transformers marks the models whose forward compiles as one graph (MoE routing does not)
+        mode = "reduce-overhead" if cuda and getattr(model.backbone, "_can_compile_fullgraph", False) else "off"
+    return True, mode
+
+
 def _audio_state(model: OmniModel, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(in_audio (B,) bool, frames in the open segment (B,) long) at the end of each prompt."""
     t = model.token_ids
@@ -190,8 +216,13 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
     embeds = model.embed(batch, features)
     mask = batch.attention_mask
     positions = batch.position_ids
-    cache = DynamicCache(config=model.backbone.config) if config.use_cache else None
-    hidden, logits = _llm(model, embeds, mask, positions, cache)
+    static, mode = decode_plan(model, config)
+    if static:  # one more position per step but the last: prompt + max_new_tokens is enough
+        llm = static_llm(model.backbone, b, embeds.shape[1] + config.max_new_tokens, mode)
+        hidden, logits = llm.prefill(embeds, mask, positions)
+    else:
+        cache = DynamicCache(config=model.backbone.config) if config.use_cache else None
+        hidden, logits = _llm(model, embeds, mask, positions, cache)
 
     sizes = torch.tensor(model.cfg.codebook_sizes, device=dev)
     sequence = batch.input_ids  # (B, T + s), for the logits processor
@@ -221,7 +252,8 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
         if any_frame:
             hist = torch.stack(code_hist, dim=1) if code_hist else None  # (B, S, K), codes of earlier steps
             pick = _code_picker(audio_sampler, hist, seg_start)
-            codes = model.audio_head.generate(hidden, pick, use_cache=config.use_cache)  # (B, K)
+            codes = model.audio_head.generate(hidden, pick, use_cache=config.use_cache, static=static,
+                                              compile=mode)  # (B, K)
             codes = torch.where(is_frame.unsqueeze(-1), codes, 0)
         else:
             codes = torch.zeros(b, k, dtype=torch.long, device=dev)
@@ -244,9 +276,12 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
             return
 
         # ---- next LLM step
-        mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
         positions = positions[:, -1:] + 1
         step_embeds = model.embed_step(token, codes, is_frame)  # (B, 1, D)
+        if static:
+            hidden, logits = llm.step(step_embeds, positions)
+            continue
+        mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
         if config.use_cache:
             hidden, logits = _llm(model, step_embeds, mask, positions, cache)
         else:

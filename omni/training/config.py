@@ -22,6 +22,10 @@ class OptimConfig:
     warmup_steps: int = option(0, help="Linear warm-up from 0 to the peak rate over this many optimizer steps.")
     min_lr_ratio: float = option(0.0, help="Cosine schedule floor as a fraction of the peak rate.")
     grad_clip: float = option(1.0, help="Clip the global gradient norm to this value; 0 disables clipping.")
+    fused: bool | None = option(
+        None, help="torch's fused AdamW kernel (one launch for all parameters instead of a few per tensor); null: "
+        "on when CUDA is available, off otherwise (the CPU runs keep their exact results).",
+    )
 
     def __post_init__(self) -> None:
         check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")

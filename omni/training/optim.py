@@ -16,8 +16,11 @@ from omni.training.config import OptimConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over parameters or parameter groups (groups may carry their own ``lr``/``weight_decay``)."""
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    """AdamW over parameters or parameter groups (groups may carry their own ``lr``/``weight_decay``); fused
+    where ``cfg.fused`` says (null: when CUDA is available; torch's fused kernel also runs on the CPU)."""
+    fused = torch.cuda.is_available() if cfg.fused is None else cfg.fused
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
+                             fused=fused or None)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
