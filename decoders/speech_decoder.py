@@ -165,7 +165,9 @@ class SpeechDecoder:
         """Yield waveform chunks while code chunks (t, K) arrive (t may vary, 1 is fine).
 
         Concatenating the chunks' samples gives the utterance (see the module docstring for the
-        chunk, context, look-ahead and cross-fade settings and their latency).
+        chunk, context, look-ahead and cross-fade settings and their latency). Codes that make several
+        chunks ready at once (the producer is ahead of the decoder) are decoded in one window, except a
+        stream's first chunk, which stays alone for an early first audio.
 
         Raises:
             ValueError: a bad code chunk (range, codebooks), or a stream with no codes at all.
@@ -197,6 +199,9 @@ class SpeechDecoder:
             n_chunks += len(ends)
             if final and not ends:
                 ends = [n]  # flush what is held back
+            if len(ends) > 1:  # codes queued up (the LLM is ahead): one window for all but a stream's first chunk,
+                # which stays alone for an early first audio; each window is NFE estimator calls
+                ends = [ends[-1]] if flow_stage.done else [ends[0], ends[-1]]
             for end in ends:
                 last = final and end == n
                 new_mel = flow_stage.step(n, end, last)

@@ -91,14 +91,27 @@ class FrameDecoder:
 
     # ---- worker
     def _frames(self, first: tuple, state: dict) -> Iterator[torch.Tensor]:
-        """Frames of one segment, from ``first`` up to the segment end (``state['closed']`` on close)."""
+        """Frames of one segment, from ``first`` up to the segment end (``state['closed']`` on close).
+
+        Yields (t, K): one frame at a time until the segment's first chunk is out (``state['emitted']``), then
+        every frame already queued at once, so a decoder behind the LLM decodes them in one window.
+        """
         item = first
         while True:
-            codes, step = item
-            self.frames_read += 1
-            self._step_read = step
-            yield codes.view(1, -1)  # (1, K)
-            item = self._q.get()
+            block, end = [item], None
+            while state.get("emitted") and end is None:  # drain what the LLM has queued meanwhile
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _SEGMENT_END or nxt is _CLOSE:
+                    end = nxt
+                else:
+                    block.append(nxt)
+            self.frames_read += len(block)
+            self._step_read = block[-1][1]
+            yield torch.stack([codes.view(-1) for codes, _ in block])  # (t, K)
+            item = self._q.get() if end is None else end
             if item is _SEGMENT_END:
                 return
             if item is _CLOSE or self._cancel.is_set():
@@ -122,10 +135,12 @@ class FrameDecoder:
                     if item is _SEGMENT_END:
                         continue
                     self._segment += 1
+                    state["emitted"] = False
                     frames = self._frames(item, state)
                     if self.stream:
                         for chunk in self.decoder.stream(frames, speaker=self.speaker):
                             self._emit(chunk.samples)
+                            state["emitted"] = True
                             if self._cancel.is_set():
                                 return
                     else:

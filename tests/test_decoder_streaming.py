@@ -64,6 +64,32 @@ def test_growing_chunks_redecode_less_context_and_still_match_whole_synthesis():
     assert decoded == {1.0: 128, 2.0: 108}
 
 
+def test_codes_queued_up_are_decoded_in_one_window_after_the_first_chunk():
+    """A producer ahead of the decoder (70 codes at once): the first chunk alone (early audio), then one window
+    for every chunk that is ready, instead of one window (NFE estimator calls each) per chunk."""
+    codes = torch.randint(0, 16, (70, 8))
+    dec = tiny_decoder(chunk_growth=2.0, max_chunk_tokens=24)
+    windows: list[tuple[int, int]] = []
+    generate, r = dec.flow.generate, dec.flow.cfg.frames_per_token
+
+    def spy(tokens, **kw):
+        windows.append((kw["start_frame"] // r, tokens.shape[0]))
+        return generate(tokens, **kw)
+
+    dec.flow.generate = spy
+    chunks = list(dec.stream([codes[:10], codes[10:]]))  # the first chunk's 6 + 2 look-ahead, then the rest queued
+    # first chunk (0, 8); then the chunks ending 18, 42 and 66 are ready at once: one window from 0 (the first
+    # chunk's end less 8 of left context) to 66 + 2 look-ahead, where one by one they took (0, 20), (10, 34),
+    # (34, 34); the end of the stream flushes the rest
+    assert windows == [(0, 8), (0, 68), (58, 12)]
+    dec.flow.generate = generate
+    whole = dec.synthesize(codes)
+    streamed = torch.cat([c.samples for c in chunks])
+    mel_w = dec.front_end(whole)[0]
+    assert streamed.shape == whole.shape
+    assert float((dec.front_end(streamed)[0] - mel_w).abs().mean() / mel_w.abs().mean()) < 0.01
+
+
 def test_chunk_growth_config_checks():
     with pytest.raises(FieldError, match="chunk_growth"):
         SpeechDecoderConfig(chunk_growth=0.5)
