@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from omni.model import collate
+from omni.model import AudioFrame, TextPiece, collate
 from omni.model.generation import GenerationConfig, decode_plan
-from omni.model.static_decode import StaticLLM, length_bucket, static_depth, static_llm
+from omni.model.static_decode import POOL, StaticLLM, length_bucket, static_depth
 from tests.helpers.threads import one_torch_thread  # noqa: F401
 from tests.test_model_generation import model, prompts  # noqa: F401 (fixtures)
 
@@ -54,15 +54,29 @@ def test_compiled_steps_are_whole_graphs_with_the_same_result(model, prompts):  
     torch._dynamo.reset()
 
 
-def test_decoders_are_kept_and_reset_between_calls(model, prompts):  # noqa: F811
+def test_decoders_are_kept_reset_between_calls_and_never_shared(model, prompts):  # noqa: F811
     first = model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON)
     n = prompts[0].input_ids.shape[0] + COMMON["max_new_tokens"]
-    kept = static_llm(model.backbone, 1, n, "off")
-    assert isinstance(kept, StaticLLM) and kept.max_len == length_bucket(n)
+    key = (1, length_bucket(n), "off", model.device, model.dtype)
+    kept = [d for k, d in POOL.kept(model.backbone) if k == key]
+    assert len(kept) == 1 and isinstance(kept[0], StaticLLM) and kept[0].max_len == length_bucket(n)
     again = model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON)
-    assert static_llm(model.backbone, 1, n, "off") is kept  # the same buffers (what a CUDA graph replays)
+    assert [d for k, d in POOL.kept(model.backbone) if k == key] == kept  # the same buffers (what a graph replays)
     _same(first, again)  # nothing of the first call leaks into the second
-    assert static_depth(model.audio_head, 1, "off") is static_depth(model.audio_head, 1, "off")
+    # two generations at once (a server's slots): each gets its own cache and decodes what it would alone
+    short = dict(max_new_tokens=24, max_audio_frames=6)
+    streams = [model.stream(p, cache_implementation="static", compile="off", **short) for p in prompts[:2]]
+    events = [[next(s)] for s in streams]  # both started: each holds a cache now
+    assert len([d for k, d in POOL.kept(model.backbone) if k == key]) == 2
+    for got, s in zip(events, streams, strict=True):
+        got.extend(s)
+    for got, prompt in zip(events, prompts[:2], strict=True):
+        alone = model.generate(prompt, cache_implementation="dynamic", **short)
+        assert "".join(e.text for e in got if isinstance(e, TextPiece)) == alone.text[0]
+        frames = [e.codes for e in got if isinstance(e, AudioFrame)]
+        assert torch.equal(torch.stack(frames) if frames else alone.frames[0], alone.frames[0])
+    with static_depth(model.audio_head, 1, "off") as d1, static_depth(model.audio_head, 1, "off") as d2:
+        assert d1 is not d2
 
 
 def test_static_cache_rejects_overflow(model, prompts):  # noqa: F811

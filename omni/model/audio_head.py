@@ -120,7 +120,8 @@ class AudioHead(nn.Module):
         """
         x = self.in_proj(hidden).unsqueeze(1)  # (B, 1, d)
         if use_cache and static and self._layers_callable():
-            return static_depth(self, x.shape[0], compile).generate(x, pick)
+            with static_depth(self, x.shape[0], compile) as depth:
+                return depth.generate(x, pick)
         if use_cache and self._layers_callable():
             return self._generate_by_layers(x, pick)
         cache = DynamicCache(config=self.transformer.config) if use_cache else None

@@ -27,6 +27,7 @@ would alone. The loop syncs with the host once per step (one small tensor:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -181,6 +182,12 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
     then allowed); callers use it to steer generation (e.g. force a modality switch). Raw logits are what
     ``return_logits`` keeps.
     """
+    with ExitStack() as lent:  # a static cache is lent to this generation until it ends (or is closed)
+        yield from _decode_steps(model, batch, config, logits_processor, lent)
+
+
+def _decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
+                  logits_processor: LogitsProcessor | None, lent: ExitStack) -> Iterator[DecodeStep]:
     t = model.token_ids
     dev = model.device
     b = batch.input_ids.shape[0]
@@ -218,7 +225,7 @@ def decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
     positions = batch.position_ids
     static, mode = decode_plan(model, config)
     if static:  # one more position per step but the last: prompt + max_new_tokens is enough
-        llm = static_llm(model.backbone, b, embeds.shape[1] + config.max_new_tokens, mode)
+        llm = lent.enter_context(static_llm(model.backbone, b, embeds.shape[1] + config.max_new_tokens, mode))
         hidden, logits = llm.prefill(embeds, mask, positions)
     else:
         cache = DynamicCache(config=model.backbone.config) if config.use_cache else None

@@ -14,9 +14,10 @@ This module gives the two decode steps of :func:`~omni.model.generation.decode_s
   K cache slots are inputs), followed by the level's own output head.
 
 The same object serves many calls: its cache is reset, not reallocated, so a recorded CUDA graph keeps its
-buffer addresses. :func:`static_llm` / :func:`static_depth` keep one per (model, batch size, length bucket)
-outside the model (decoding state never lives in the module); lengths are rounded up to a power of two
-(>= 256) so a server recompiles for a handful of buckets, not for every prompt length.
+buffer addresses. :func:`static_llm` / :func:`static_depth` lend one per (model, batch size, length bucket)
+from a pool outside the model (decoding state never lives in the module), one generation at a time
+(concurrent ones get their own); lengths are rounded up to a power of two (>= 256) so a server compiles
+for a handful of buckets, not for every prompt length.
 
 Without compilation (``compile="off"``) the static path is the dynamic one on preallocated buffers: the same
 tokens, logits equal to float rounding (tests check both, and that each step compiles as one graph).
@@ -24,9 +25,11 @@ tokens, logits equal to float rounding (tests check both, and that each step com
 
 from __future__ import annotations
 
+import threading
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -182,30 +185,64 @@ class StaticDepth:
         return torch.stack(codes, dim=-1)  # (B, K)
 
 
-_LLMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_DEPTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@dataclass
+class _Kept:
+    key: tuple
+    decoder: StaticLLM | StaticDepth
+    busy: bool
 
 
-def _kept(store: weakref.WeakKeyDictionary, owner: torch.nn.Module, key: tuple, make: Callable):
-    kept = store.setdefault(owner, OrderedDict())
-    if key in kept:
-        kept.move_to_end(key)
-    else:
-        kept[key] = make()
-        while len(kept) > KEEP:
-            kept.popitem(last=False)
-    return kept[key]
+class DecoderPool:
+    """Decoders kept per model module and key, each lent to one generation at a time.
+
+    Concurrent generations (a server's slots, each in its own thread) never share a cache: a busy decoder is
+    not lent again, and a second one is made for the same key. Idle ones beyond :data:`KEEP` per module are
+    dropped, least recently used first.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._kept: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @contextmanager
+    def use(self, owner: torch.nn.Module, key: tuple, make: Callable[[], StaticLLM | StaticDepth]) -> Iterator:
+        with self._lock:
+            kept: list[_Kept] = self._kept.setdefault(owner, [])  # least recently used first
+            entry = next((e for e in kept if e.key == key and not e.busy), None)
+            if entry is None:
+                entry = _Kept(key, make(), True)
+            else:
+                kept.remove(entry)
+                entry.busy = True
+            kept.append(entry)
+            idle = [e for e in kept if not e.busy]
+            while len(kept) > KEEP and idle:
+                kept.remove(idle.pop(0))
+        try:
+            yield entry.decoder
+        finally:
+            with self._lock:
+                entry.busy = False
+
+    def kept(self, owner: torch.nn.Module) -> list[tuple[tuple, StaticLLM | StaticDepth]]:
+        """(key, decoder) of the decoders kept for ``owner``, least recently used first."""
+        with self._lock:
+            return [(e.key, e.decoder) for e in self._kept.get(owner, [])]
 
 
-def static_llm(backbone: torch.nn.Module, batch_size: int, needed: int, mode: CompileMode) -> StaticLLM:
-    """A (kept) :class:`StaticLLM` for ``batch_size`` rows and at least ``needed`` positions."""
+POOL = DecoderPool()
+
+
+def static_llm(backbone: torch.nn.Module, batch_size: int, needed: int, mode: CompileMode):
+    """Context manager lending a kept :class:`StaticLLM` for ``batch_size`` rows and >= ``needed`` positions."""
     max_len = length_bucket(needed)
     weight = backbone.get_input_embeddings().weight
-    return _kept(_LLMS, backbone, (batch_size, max_len, mode, weight.device, weight.dtype),
-                 lambda: StaticLLM(backbone, batch_size, max_len, mode))
+    return POOL.use(backbone, (batch_size, max_len, mode, weight.device, weight.dtype),
+                    lambda: StaticLLM(backbone, batch_size, max_len, mode))
 
 
-def static_depth(head: AudioHead, batch_size: int, mode: CompileMode) -> StaticDepth:
-    """A (kept) :class:`StaticDepth` for ``batch_size`` rows."""
+def static_depth(head: AudioHead, batch_size: int, mode: CompileMode):
+    """Context manager lending a kept :class:`StaticDepth` for ``batch_size`` rows."""
     weight = head.in_proj.weight
-    return _kept(_DEPTHS, head, (batch_size, mode, weight.device, weight.dtype), lambda: StaticDepth(head, batch_size, mode))
+    return POOL.use(head, (batch_size, mode, weight.device, weight.dtype),
+                    lambda: StaticDepth(head, batch_size, mode))
