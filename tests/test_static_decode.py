@@ -8,6 +8,7 @@ import torch
 from omni.model import AudioFrame, TextPiece, collate
 from omni.model.generation import GenerationConfig, decode_plan
 from omni.model.static_decode import POOL, StaticLLM, length_bucket, static_depth
+from omni.model.tiny import tiny_model
 from tests.helpers.threads import one_torch_thread  # noqa: F401
 from tests.test_model_generation import model, prompts  # noqa: F401 (fixtures)
 
@@ -90,9 +91,14 @@ def test_static_cache_rejects_overflow(model, prompts):  # noqa: F811
         llm.step(emb[:, :1], torch.tensor([[8]]))
 
 
-def test_length_bucket_and_plan(model):  # noqa: F811
+def test_length_bucket_and_plan():
     assert [length_bucket(n) for n in (1, 256, 257, 600, 1025)] == [256, 256, 512, 1024, 2048]
-    assert decode_plan(model, GenerationConfig()) == (False, "off")  # auto on the CPU: dynamic
-    assert decode_plan(model, GenerationConfig(cache_implementation="static")) == (True, "off")
-    assert decode_plan(model, GenerationConfig(cache_implementation="static", compile="trace")) == (True, "trace")
-    assert decode_plan(model, GenerationConfig(cache_implementation="static", use_cache=False)) == (False, "off")
+    auto, static = GenerationConfig(), GenerationConfig(cache_implementation="static")
+    assert decode_plan(auto, cuda=False, compiles_whole=True) == (False, "off")  # the CPU: dynamic
+    assert decode_plan(auto, cuda=True, compiles_whole=True) == (True, "reduce-overhead")  # CUDA graphs
+    assert decode_plan(auto, cuda=True, compiles_whole=False) == (True, "off")  # static, not compiled
+    assert decode_plan(static, cuda=False, compiles_whole=True) == (True, "off")
+    assert decode_plan(GenerationConfig(cache_implementation="static", compile="trace"), False, True) == (True, "trace")
+    assert decode_plan(GenerationConfig(cache_implementation="dynamic"), True, True) == (False, "off")
+    assert decode_plan(GenerationConfig(use_cache=False), True, True) == (False, "off")
+    assert getattr(tiny_model("qwen2", vision=False).backbone, "_can_compile_fullgraph", False)

@@ -18,9 +18,8 @@ cannot be generated (images, video, input-audio start) are masked out.
 The LLM cache is transformers' ``DynamicCache``, or on CUDA (``cache_implementation``) a static cache
 whose one-position steps are compiled into CUDA graphs, the depth transformer's likewise
 (:mod:`omni.model.static_decode`); ``use_cache=False`` re-runs the whole sequence every step (same
-result; used to test the caches). Batches
-are left-padded with real-token position ids, so a row generates what it
-would alone. The loop syncs with the host once per step (one small tensor:
+result; used to test the caches). Batches are left-padded with real-token position ids, so a row
+generates what it would alone. The loop syncs with the host once per step (one small tensor:
 "any frame?", "all done?"), as ``transformers.generate`` does.
 """
 
@@ -143,15 +142,15 @@ def prompt_batch(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[O
     return replace(prompts, labels=None, audio_target=target).to(model.device)
 
 
-def decode_plan(model: OmniModel, config: GenerationConfig) -> tuple[bool, CompileMode]:
-    """(static caches?, compile mode of their steps) for ``config`` on the model's device."""
-    cuda = model.device.type == "cuda"
+def decode_plan(config: GenerationConfig, cuda: bool, compiles_whole: bool) -> tuple[bool, CompileMode]:
+    """(static caches?, compile mode of their steps) for ``config`` on a CUDA device or not, for a backbone that
+    ``transformers`` marks as compiling as one graph (``_can_compile_fullgraph``; MoE routing does not) or not."""
     kind = config.cache_implementation
     if not config.use_cache or kind == "dynamic" or (kind == "auto" and not cuda):
         return False, "off"
     mode = config.compile
-    if mode == "auto":  # transformers marks the models whose forward compiles as one graph (MoE routing does not)
-        mode = "reduce-overhead" if cuda and getattr(model.backbone, "_can_compile_fullgraph", False) else "off"
+    if mode == "auto":
+        mode = "reduce-overhead" if cuda and compiles_whole else "off"
     return True, mode
 
 
@@ -223,7 +222,7 @@ def _decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
     embeds = model.embed(batch, features)
     mask = batch.attention_mask
     positions = batch.position_ids
-    static, mode = decode_plan(model, config)
+    static, mode = decode_plan(config, dev.type == "cuda", getattr(model.backbone, "_can_compile_fullgraph", False))
     if static:  # one more position per step but the last: prompt + max_new_tokens is enough
         llm = lent.enter_context(static_llm(model.backbone, b, embeds.shape[1] + config.max_new_tokens, mode))
         hidden, logits = llm.prefill(embeds, mask, positions)
