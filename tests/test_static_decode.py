@@ -58,7 +58,7 @@ def test_compiled_steps_are_whole_graphs_with_the_same_result(model, prompts):  
 def test_decoders_are_kept_reset_between_calls_and_never_shared(model, prompts):  # noqa: F811
     first = model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON)
     n = prompts[0].input_ids.shape[0] + COMMON["max_new_tokens"]
-    key = (1, length_bucket(n), "off", model.device, model.dtype)
+    key = (1, length_bucket(n), "off", model.device, model.dtype, False)
     kept = [d for k, d in POOL.kept(model.backbone) if k == key]
     assert len(kept) == 1 and isinstance(kept[0], StaticLLM) and kept[0].max_len == length_bucket(n)
     again = model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON)
@@ -78,6 +78,10 @@ def test_decoders_are_kept_reset_between_calls_and_never_shared(model, prompts):
         assert torch.equal(torch.stack(frames) if frames else alone.frames[0], alone.frames[0])
     with static_depth(model.audio_head, 1, "off") as d1, static_depth(model.audio_head, 1, "off") as d2:
         assert d1 is not d2
+    # caches made under inference_mode (the server's threads) are inference tensors: kept apart from the others
+    with torch.inference_mode():
+        served = model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON)
+    _same(served, model.generate(prompts[0], cache_implementation="static", compile="off", **COMMON))
 
 
 def test_static_cache_rejects_overflow(model, prompts):  # noqa: F811

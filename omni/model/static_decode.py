@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 #: speed-up; for tests and debugging); otherwise a ``torch.compile`` mode (``reduce-overhead`` = CUDA graphs).
 CompileMode = Literal["off", "trace", "default", "reduce-overhead", "max-autotune"]
 
-#: Decoders kept per model (an LRU over (batch size, length bucket, mode, device, dtype)); each holds a KV cache
-#: of its full length, so a server keeps at most two (a 7B model, 16 rows x 4096 positions: ~7.5 GB each).
+#: Idle decoders kept per model (least recently used dropped first; keyed by batch size, length bucket, mode,
+#: device, dtype and inference mode); each holds a KV cache of its full length, so a server keeps at most two
+#: idle (a 7B model, 16 rows x 4096 positions: ~7.5 GB each).
 KEEP = 2
 
 
@@ -233,16 +234,22 @@ class DecoderPool:
 POOL = DecoderPool()
 
 
+def _inference() -> bool:
+    """Part of a decoder's key: caches made under ``torch.inference_mode`` (the server's threads) are inference
+    tensors, which no in-place update outside that mode may touch."""
+    return torch.is_inference_mode_enabled()
+
+
 def static_llm(backbone: torch.nn.Module, batch_size: int, needed: int, mode: CompileMode):
     """Context manager lending a kept :class:`StaticLLM` for ``batch_size`` rows and >= ``needed`` positions."""
     max_len = length_bucket(needed)
     weight = backbone.get_input_embeddings().weight
-    return POOL.use(backbone, (batch_size, max_len, mode, weight.device, weight.dtype),
+    return POOL.use(backbone, (batch_size, max_len, mode, weight.device, weight.dtype, _inference()),
                     lambda: StaticLLM(backbone, batch_size, max_len, mode))
 
 
 def static_depth(head: AudioHead, batch_size: int, mode: CompileMode):
     """Context manager lending a kept :class:`StaticDepth` for ``batch_size`` rows."""
     weight = head.in_proj.weight
-    return POOL.use(head, (batch_size, mode, weight.device, weight.dtype),
+    return POOL.use(head, (batch_size, mode, weight.device, weight.dtype, _inference()),
                     lambda: StaticDepth(head, batch_size, mode))
