@@ -19,6 +19,10 @@ from a pool outside the model (decoding state never lives in the module), one ge
 (concurrent ones get their own); lengths are rounded up to a power of two (>= 256) so a server compiles
 for a handful of buckets, not for every prompt length.
 
+torch keeps recorded CUDA graphs per thread (``torch._inductor.cudagraph_trees``): the compiled code is shared,
+but a generation in a new thread records its graphs again (a warm-up step and a recording step, then replays).
+The server, which starts a thread per reply, pays that once per reply; a decode thread kept per slot would not.
+
 Without compilation (``compile="off"``) the static path is the dynamic one on preallocated buffers: the same
 tokens, logits equal to float rounding (tests check both, and that each step compiles as one graph).
 """
