@@ -73,10 +73,18 @@ def compiled(fn: Callable, mode: CompileMode) -> Callable:
     return torch.compile(fn, mode=mode, dynamic=False)
 
 
-def _begin(mode: CompileMode) -> None:
-    """Tell the CUDA-graph runtime that a new step starts (the previous step's outputs were consumed)."""
-    if mode in ("reduce-overhead", "max-autotune"):
-        torch.compiler.cudagraph_mark_step_begin()
+#: Modes whose compiled steps replay CUDA graphs: a replay overwrites the previous one's outputs.
+GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def _graph_call(mode: CompileMode, fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]], *args: torch.Tensor):
+    """``fn(*args)``; under CUDA graphs a new step is marked first and the outputs are copied out of the graph's
+    buffers (the next replay overwrites them). Elsewhere the outputs are returned as they are (no copy)."""
+    if mode not in GRAPH_MODES:
+        return fn(*args)
+    torch.compiler.cudagraph_mark_step_begin()
+    out = fn(*args)
+    return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
 
 
 class StaticLLM:
@@ -131,9 +139,7 @@ class StaticLLM:
             raise ValueError(f"static cache full ({self.max_len} positions)")
         self.mask[:, self.length] = 1
         self.length += 1
-        _begin(self.mode)
-        hidden, logits = self._step(embeds, positions, self.mask)
-        return hidden.clone(), logits.clone()  # graph outputs are overwritten by the next replay
+        return _graph_call(self.mode, self._step, embeds, positions, self.mask)
 
 
 class StaticDepth:
@@ -181,8 +187,8 @@ class StaticDepth:
         step_in, codes = x, []
         k = self.head.num_codebooks
         for level, head in enumerate(self.head.heads):
-            _begin(self.mode)
-            h = self._layers(step_in, *self.rope[level], self.masks[level], self.positions[level]).clone()  # (B, d)
+            h = _graph_call(self.mode, self._layers, step_in, *self.rope[level], self.masks[level],
+                            self.positions[level])  # (B, d)
             code = pick(level, head(h))  # logits (B, V_level) -> (B,)
             codes.append(code)
             if level + 1 < k:
