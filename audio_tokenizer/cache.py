@@ -255,7 +255,7 @@ def tokenize_manifest(
         log(f"{len(clips)} clips in {len(jobs)} shards; {sum(shard_is_done(j) for j in jobs)} already done")
     run_device = str(state.device) if device == "cuda" and world > 1 else device
     computed = 0
-    if todo and workers > 1 and world == 1:
+    if min(workers, len(todo)) > 1 and world == 1:  # one shard left: this process, no pool to start
         computed = _run_pool(str(tokenizer_dir), todo, run_device, batch_seconds, skip_bad, workers)
     elif todo:
         computed = _run_jobs(str(tokenizer_dir), todo, run_device, batch_seconds, skip_bad,

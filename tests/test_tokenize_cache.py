@@ -86,6 +86,18 @@ def test_resume_keeps_finished_shards_and_workers_give_the_same_files(corpus, to
         assert torch.equal(a.load(ra.codes), b.load(rb.codes))
 
 
+def test_workers_start_no_pool_for_a_single_shard(corpus, tok_dir, tmp_path, monkeypatch):
+    import audio_tokenizer.cache as cache
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a pool was started for one shard")
+
+    monkeypatch.setattr(cache, "_run_pool", no_pool)
+    one = tokenize_manifest(corpus / "asr_dev.jsonl", tok_dir, out=tmp_path / "dev.codes.jsonl", workers=2,
+                            progress=False, log=lambda s: None)
+    assert one.shards == one.computed == 1 and CodesReader(one.manifest).load(load_manifest(one.manifest)[0].codes).ndim == 2
+
+
 def test_another_tokenizer_invalidates_old_shards(corpus, tok_dir, tmp_path):
     manifest = corpus / "asr_dev.jsonl"
     out = tmp_path / "dev.codes.jsonl"
