@@ -11,16 +11,16 @@ for w in 1 2; do
     --out $O/asr_train_w$w.codes.jsonl --codes-dir $O/codes_w$w > $O/codes_w$w.log 2>&1
   echo "codes, workers $w: $(( $(date +%s) - s )) s"
 done
-s=$(date +%s)
-omni train dpo configs/stages/tiny/dpo.yaml init_from=$R/multimodal_sft/final \
-  "data.train=[$R/corpus/preference_train.jsonl, $R/pairs/pairs.jsonl]" "data.dev=[$R/corpus/preference_dev.jsonl]" \
-  loop.max_steps=900 loop.eval_every=300 loop.save_every=300 loop.progress=false loop.output_dir=$O/dpo900 \
-  > $O/dpo900.log 2>&1
-echo "dpo 900 steps: $(( $(date +%s) - s )) s"
-omni train dpo configs/stages/tiny/dpo.yaml init_from=$R/multimodal_sft/final \
-  "data.train=[$R/corpus/preference_train.jsonl, $R/pairs/pairs.jsonl]" "data.dev=[$R/corpus/preference_dev.jsonl]" \
-  loop.max_steps=600 loop.eval_every=200 loop.save_every=600 optim.lr=2.0e-4 loop.progress=false \
-  loop.output_dir=$O/dpo_lr2e-4 > $O/dpo_lr2e-4.log 2>&1
+dpo() {  # NAME STEPS EVAL_EVERY LR
+  s=$(date +%s)
+  omni train dpo configs/stages/tiny/dpo.yaml init_from=$R/multimodal_sft/final \
+    "data.train=[$R/corpus/preference_train.jsonl, $R/pairs/pairs.jsonl]" "data.dev=[$R/corpus/preference_dev.jsonl]" \
+    loop.max_steps=$2 loop.eval_every=$3 loop.save_every=$2 optim.lr=$4 loop.progress=false loop.output_dir=$O/$1 \
+    > $O/$1.log 2>&1
+  echo "$1: $(( $(date +%s) - s )) s"
+}
+dpo dpo900 900 300 1.0e-4
+dpo dpo_lr2e-4 600 200 2.0e-4
 python - $O/dpo900 $O/dpo_lr2e-4 <<'PY'
 import sys
 from pathlib import Path
