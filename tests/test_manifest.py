@@ -157,6 +157,18 @@ def test_resolve_media(tmp_path):
     assert resolve_media(manifest, "/abs/x.wav") == Path("/abs/x.wav")
     with pytest.raises(ValueError, match="leaves"):
         resolve_media(manifest, "a/../../x.wav")
+    with pytest.raises(ValueError, match="leaves"):  # a remembered resolution still refuses the escape
+        resolve_media(manifest, "a/../../x.wav")
+
+
+def test_resolve_media_remembers_per_absolute_manifest(tmp_path, monkeypatch):
+    """A relative manifest path is resolved against the working directory of the call, not of the first call."""
+    for d in ("one", "two"):
+        (tmp_path / d).mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    assert resolve_media("m.jsonl", "x.wav") == (tmp_path / "one" / "x.wav").resolve()
+    monkeypatch.chdir(tmp_path / "two")
+    assert resolve_media("m.jsonl", "x.wav") == (tmp_path / "two" / "x.wav").resolve()
 
 
 def test_parse_row_collects_several_problems():

@@ -27,6 +27,21 @@ def test_special_tokens_are_added_once_and_never_split():
     assert ids.eos[0] == ids.im_end and ids.pad == tok.pad_token_id
 
 
+def test_text_ids_remember_per_tokenizer_and_see_added_tokens():
+    from omni.model.chat import text_ids
+
+    tok = tiny_tokenizer()
+    text = "Hi <|audio|> there."
+    before = text_ids(tok, text)
+    assert before == tok(text, add_special_tokens=False)["input_ids"]
+    before.append(-1)  # the caller's list is its own
+    assert text_ids(tok, text) == tok(text, add_special_tokens=False)["input_ids"]
+    ids = add_special_tokens(tok)  # a token added after the first call: the text now holds it whole
+    after = text_ids(tok, text)
+    assert after == tok(text, add_special_tokens=False)["input_ids"] and ids.audio in after
+    assert ids.audio not in before
+
+
 def test_model_embedding_covers_the_special_tokens():
     model = tiny_model("qwen2", vision=False)
     assert model.backbone.get_input_embeddings().weight.shape[0] == len(model.tokenizer)

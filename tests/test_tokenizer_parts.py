@@ -18,7 +18,7 @@ from audio_tokenizer.quantizer import (
     codebook_usage,
 )
 from audio_tokenizer.transcription import build_lm_inputs
-from omni.text.losses import token_nll
+from omni.text.losses import next_token_nll, token_nll
 from tests.helpers.speech_data import one_thread  # noqa: F401 (fixture: run on one thread)
 
 
@@ -57,6 +57,27 @@ def test_token_nll_matches_cross_entropy():
     ref = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
     torch.testing.assert_close(nll.sum(), ref)
     torch.testing.assert_close(nll[0], -(logits[0, 0].log_softmax(-1)[4] + logits[0, 1].log_softmax(-1)[5]))
+
+
+def test_next_token_nll_gradient_and_low_precision_match_sliced_reference():
+    """The shifted targets give the sliced reference's values and logits gradient, in float32 and bfloat16."""
+    torch.manual_seed(0)
+    labels = torch.tensor([[-100, 4, 5, -100, 2], [1, 2, 3, 4, 5]])
+    for dtype, tol in ((torch.float32, 1e-6), (torch.bfloat16, 1e-2)):
+        logits = torch.randn(2, 5, 11).to(dtype).requires_grad_()
+        ref_logits = logits.detach().clone().requires_grad_()
+        got = next_token_nll(logits, labels)
+        ref = F.cross_entropy(ref_logits[:, :-1].float().reshape(-1, 11), labels[:, 1:].reshape(-1),
+                              ignore_index=-100, reduction="none").view(2, 4)
+        assert got.dtype == torch.float32 and got.shape == (2, 4)
+        torch.testing.assert_close(got, ref, atol=tol, rtol=tol)
+        assert got[0, 2].item() == 0.0  # an ignored target costs nothing
+        weights = torch.arange(8.0).view(2, 4)  # a different weight per position catches a misplaced gradient
+        (got * weights).sum().backward()
+        (ref * weights).sum().backward()
+        torch.testing.assert_close(logits.grad.float(), ref_logits.grad.float(), atol=tol, rtol=tol)
+        assert logits.grad[:, -1].abs().sum().item() == 0.0  # the last position predicts nothing
+    assert next_token_nll(torch.zeros(0, 5, 11), torch.zeros(0, 5, dtype=torch.long)).shape == (0, 4)
 
 
 def test_codebook_statistics_worked_by_hand():

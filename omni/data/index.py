@@ -271,17 +271,15 @@ def read_shards(source: SourceConfig, shards: list[int], num_shards: int) -> dic
     return out
 
 
-def concat_groups(rows: list[RawRow], seconds: list[float | None], max_seconds: float) -> list[tuple[int, ...]]:
+def concat_groups(keys: list[tuple | None], seconds: list[float | None], max_seconds: float) -> list[tuple[int, ...]]:
     """Group consecutive usable rows (seconds not None) into runs of at most ``max_seconds`` with the same
-    language and region; a clip longer than ``max_seconds`` stays alone."""
+    key (a row's language and region); a clip longer than ``max_seconds`` stays alone."""
     groups: list[tuple[int, ...]] = []
     cur: list[int] = []
     total, key = 0.0, None
-    for i, (row, sec) in enumerate(zip(rows, seconds)):
+    for i, (k, sec) in enumerate(zip(keys, seconds)):
         if sec is None:
             continue
-        parsed = row.parse()
-        k = (parsed.language, parsed.region)
         if cur and (k != key or total + sec > max_seconds):
             groups.append(tuple(cur))
             cur, total = [], 0.0
@@ -343,16 +341,19 @@ def _groups(rows: list[RawRow], source: SourceConfig, media: object, frame_rate:
     if not source.concat_seconds:
         return [(k,) for k in range(len(rows))]
     seconds: list[float | None] = []
+    keys: list[tuple | None] = []
     for row in rows:
         try:
             parsed = row.parse()
             if parsed.audio is None:
                 raise DataError(f"row '{parsed.id}': no audio to concatenate")
             seconds.append(media.codes(row.manifest, parsed, f"row '{parsed.id}' audio").shape[0] / frame_rate)
+            keys.append((parsed.language, parsed.region))
         except DataError as e:
             bad(row, str(e))
             seconds.append(None)
-    return concat_groups(rows, seconds, source.concat_seconds)
+            keys.append(None)
+    return concat_groups(keys, seconds, source.concat_seconds)
 
 
 def _measure(part: Part, group: tuple[int, ...], source: SourceConfig, encode: Encoder, media: object,

@@ -26,6 +26,7 @@ the line number and every problem found in it; it never touches media files
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -310,18 +311,30 @@ def resolve_media(manifest: str | os.PathLike, path: str) -> Path:
 
     Relative paths are relative to the manifest's directory and may not leave
     it (``../`` escapes are refused); absolute paths are used as they are.
+    Resolutions are remembered for the process (a stage's data index resolves every row's shard or image;
+    each resolution walks the path's links), so a link changed while a process runs is not seen by it.
 
     Raises:
         ValueError: a relative path escaping the manifest's directory.
     """
-    root = Path(manifest).resolve().parent
+    return _resolve_media(os.path.abspath(manifest), path)
+
+
+@functools.lru_cache(maxsize=65536)
+def _resolve_media(manifest: str, path: str) -> Path:
     p = Path(path)
     if p.is_absolute():
         return p
+    root = _manifest_dir(manifest)
     resolved = (root / p).resolve()
     if not resolved.is_relative_to(root):
         raise ValueError(f"path '{path}' leaves the manifest's directory {root}")
     return resolved
+
+
+@functools.lru_cache(maxsize=1024)
+def _manifest_dir(manifest: str) -> Path:
+    return Path(manifest).resolve().parent
 
 
 def row_to_json(row: ManifestRow) -> str:

@@ -27,6 +27,7 @@ generation prompt), as in Qwen3's own template.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -90,6 +91,25 @@ class Message:
         return [Text(self.content)] if isinstance(self.content, str) else list(self.content)
 
 
+_TEXT_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TEXT_IDS_MAX = 200_000
+
+
+def text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """``tokenizer(text, add_special_tokens=False)["input_ids"]``, remembered per tokenizer (and its vocabulary
+    size, so a token added later is seen): a stage's data index encodes every example, whose prompts and
+    sentences repeat, and the tokenizer call costs far more than its Rust encoding (reports/learning.md, P).
+    Returns a new list each call."""
+    memo = _TEXT_IDS.setdefault(tokenizer, {})
+    key = (len(tokenizer), text)
+    ids = memo.get(key)
+    if ids is None:
+        if len(memo) >= _TEXT_IDS_MAX:
+            memo.clear()
+        ids = memo[key] = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return list(ids)
+
+
 class SequenceBuilder:
     """Appends tokens, frames and images to one example, with their targets.
 
@@ -114,7 +134,7 @@ class SequenceBuilder:
         return self
 
     def text(self, text: str, target: bool) -> SequenceBuilder:
-        return self.tokens(self.tok(text, add_special_tokens=False)["input_ids"], target) if text else self
+        return self.tokens(text_ids(self.tok, text), target) if text else self
 
     def audio(self, codes: torch.Tensor, target: bool, generated: bool | None = None) -> SequenceBuilder:
         """A speech segment: start token (the modality switch when ``generated``, default = ``target``),

@@ -7,7 +7,8 @@
   friends. A speech response's log-prob sums its text tokens (including the switch, "continue" and
   "stop" decisions) and, for each audio frame, the log-probs of its K codes from the audio head.
 
-All log-softmaxes run in float32 (row by row, so a bf16 (T, V) block is upcast one row at a time).
+All log-softmaxes run in float32 (:func:`~omni.text.losses.next_token_nll` upcasts a bf16 (T, V) block
+one row at a time).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from omni.model.batch import IGNORE, OmniBatch
+from omni.text.losses import next_token_nll
 
 if TYPE_CHECKING:
     from omni.model.model import OmniOutput
@@ -68,13 +70,6 @@ class SequenceLogProbs:
         return self.text + self.audio
 
 
-def _token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log p(target) per position, 0 where target is IGNORE. logits (B, T, V), targets (B, T) -> (B, T) f32."""
-    rows = [F.cross_entropy(logits[b].float(), targets[b], ignore_index=IGNORE, reduction="none")
-            for b in range(logits.shape[0])]
-    return torch.stack(rows) if rows else logits.new_zeros(targets.shape, dtype=torch.float32)
-
-
 def text_token_logprobs(text_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Log-prob of each text target at its own position.
 
@@ -84,7 +79,7 @@ def text_token_logprobs(text_logits: torch.Tensor, labels: torch.Tensor) -> torc
     Returns:
         (B, T) float32; entry t is log p(labels[t] | tokens < t), 0 at t = 0 and where not a target.
     """
-    nll = _token_nll(text_logits[:, :-1], labels[:, 1:])  # (B, T-1) predicting positions 1..T-1
+    nll = next_token_nll(text_logits, labels, IGNORE)  # (B, T-1) predicting positions 1..T-1
     return F.pad(-nll, (1, 0))
 
 
@@ -95,7 +90,7 @@ def text_loss(text_logits: torch.Tensor, labels: torch.Tensor) -> LossSum:
         text_logits: (B, T, V); labels: (B, T), IGNORE where no target.
     """
     targets = labels[:, 1:]
-    nll = _token_nll(text_logits[:, :-1], targets)
+    nll = next_token_nll(text_logits, labels, IGNORE)
     return LossSum(nll.sum(), int((targets != IGNORE).sum()))
 
 
