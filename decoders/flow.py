@@ -41,6 +41,9 @@ class FlowDecoderConfig:
     mel: MelConfig = option(default_factory=MelConfig, help="Mel front end (shared with the vocoder).")
     codebook_sizes: list[int] = option(
         default_factory=lambda: [1024] * 8, help="Codebook size of each RVQ level (one entry per codebook).")
+    condition_levels: int = option(
+        0, help="RVQ levels the decoder reads, the first ones (0 = all): a decoder of the coarse levels alone "
+        "ignores the fine ones, which a small LLM predicts at chance (reports/learning.md, L).")
     token_rate: float = option(12.5, help="Audio tokens per second; mel frame rate / token_rate must be an integer.")
     token_dim: int = option(512, help="Width of the token embeddings and the token encoder.")
     encoder_layers: int = option(4, help="Transformer layers of the token encoder (at token rate).")
@@ -71,6 +74,8 @@ class FlowDecoderConfig:
     def __post_init__(self) -> None:
         check(len(self.codebook_sizes) >= 1, "codebook_sizes", "needs at least one codebook")
         check(all(k >= 2 for k in self.codebook_sizes), "codebook_sizes", f"each must be >= 2, got {self.codebook_sizes}")
+        check(0 <= self.condition_levels <= len(self.codebook_sizes), "condition_levels",
+              f"must be in [0, {len(self.codebook_sizes)}] (the number of codebooks), got {self.condition_levels}")
         check(self.token_rate > 0, "token_rate", "must be > 0")
         ratio = self.mel.frame_rate / self.token_rate
         check(abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 1, "token_rate",
@@ -259,6 +264,7 @@ class TokenEncoder(nn.Module):
         self.window = cfg.encoder_window
         self.rate = cfg.frames_per_token
         self.embeddings = nn.ModuleList(nn.Embedding(k, d) for k in cfg.codebook_sizes)
+        self.levels = cfg.condition_levels or len(cfg.codebook_sizes)
         self.pre = nn.Conv1d(d, d, 5, padding=2)
         self.layers = nn.ModuleList(TransformerBlock(d, cfg.encoder_heads, 4, 0.0) for _ in range(cfg.encoder_layers))
         self.norm = nn.LayerNorm(d)
@@ -274,7 +280,7 @@ class TokenEncoder(nn.Module):
     def forward(self, codes: torch.Tensor, code_mask: torch.Tensor) -> torch.Tensor:
         """codes: (B, N, K) int64; code_mask: (B, N). Returns mu (B, M, N r), zero on padding."""
         m = code_mask.unsqueeze(1).float()  # (B, 1, N)
-        h = sum(emb(codes[..., i]) for i, emb in enumerate(self.embeddings))  # (B, N, D): 8 tables, summed
+        h = sum(emb(codes[..., i]) for i, emb in enumerate(self.embeddings[:self.levels]))  # (B, N, D): summed
         h = h + self.pre(h.transpose(1, 2) * m).transpose(1, 2)  # (B, N, D)
         attn = window_mask(m, self.window)  # (B, 1, N, N)
         for layer in self.layers:

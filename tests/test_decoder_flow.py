@@ -218,3 +218,20 @@ def test_prior_loss_is_the_mean_squared_error_of_mu_to_the_mel_outside_the_promp
     assert float(b.cfm) == pytest.approx(float(a.loss), rel=1e-6) and a.prior is None
     assert float(b.prior) == pytest.approx(by_hand, rel=1e-5)
     assert float(b.loss) == pytest.approx(float(a.loss) + 2.0 * by_hand, rel=1e-5)
+
+
+def test_condition_levels_reads_only_the_first_levels():
+    torch.manual_seed(0)
+    codes = torch.randint(0, 16, (1, 6, 8))
+    noisy = codes.clone()
+    noisy[..., 3:] = torch.randint(0, 16, (1, 6, 5))  # other fine levels, the coarse ones kept
+    mask = torch.ones(1, 6)
+    coarse = FlowDecoder(tiny_flow_config(condition_levels=3)).encoder.eval()
+    torch.testing.assert_close(coarse(codes, mask), coarse(noisy, mask))
+    every = FlowDecoder(tiny_flow_config()).encoder.eval()
+    assert not torch.allclose(every(codes, mask), every(noisy, mask))
+    coarser = codes.clone()
+    coarser[..., 2] = (coarser[..., 2] + 1) % 16  # a read level changes the condition
+    assert not torch.allclose(coarse(codes, mask), coarse(coarser, mask))
+    with pytest.raises(FieldError, match="condition_levels"):
+        tiny_flow_config(condition_levels=9)
