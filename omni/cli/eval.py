@@ -1,4 +1,5 @@
-"""`omni eval ...`: batch ASR / TTS evaluation, the component gates (vocoder, tokenizer), report comparison.
+"""`omni eval ...`: batch ASR / TTS evaluation, answer accuracy (QA), the component gates (vocoder, tokenizer),
+report comparison.
 
 Each command runs on one process, or data-parallel under ``torchrun --nproc_per_node N $(which omni) eval ...``
 (or ``accelerate launch``): every rank evaluates its share of the batches, rank 0 writes the reports.
@@ -14,11 +15,11 @@ import typer
 
 from omni.cli.common import user_errors
 
-app = typer.Typer(help="Evaluate ASR, TTS and the audio tokenizer on manifests; compare reports.",
+app = typer.Typer(help="Evaluate ASR, TTS, answer accuracy and the audio tokenizer on manifests; compare reports.",
                   no_args_is_help=True)
 
 _OVERRIDES = typer.Argument(None, help="Dotted config overrides, e.g. data.batch_size=4 normalizer=basic.")
-_CONFIG = typer.Option(None, "--config", help="Evaluation YAML (kind eval_asr / eval_tts / eval_tokenizer / eval_vocoder).")
+_CONFIG = typer.Option(None, "--config", help="Evaluation YAML (kind eval_asr / eval_tts / eval_qa / eval_tokenizer / eval_vocoder).")
 _OUT = typer.Option(..., "--out", help="Directory for results.jsonl, report.json, report.md, figures/ (and samples/).")
 _BATCH = typer.Option(None, "--batch-size", help="Utterances per batch.")
 _LIMIT = typer.Option(None, "--limit", help="Only the first N rows.")
@@ -194,6 +195,43 @@ def tts_cmd(
     """Synthesise each text, judge it with an independent recogniser, compare with the references (WER gap, MCD)."""
     _speech_cmd("tts", manifest, overrides, checkpoint, judge, judge_model_dir, voice, out, config, batch_size, limit,
                 device, plots, max_wer_ratio)
+
+
+@app.command("qa")
+@user_errors
+def qa_cmd(
+    manifest: Path = typer.Argument(..., help="Question manifest with meta.answer_key: spoken_qa_test.codes.jsonl "
+                                    "(heard), text_test.jsonl or image_qa_test.jsonl (read, with --text-in)."),
+    overrides: list[str] = _OVERRIDES,
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Bundle directory, or a saved omni model directory."),
+    out: Path = _OUT,
+    config: Path = _CONFIG,
+    speech_in: bool = typer.Option(None, "--speech-in/--text-in", help="Hear each question (its audio codes) or read "
+                                   "its text (default: the config's, speech)."),
+    batch_size: int = _BATCH,
+    limit: int = _LIMIT,
+    group_by: str = typer.Option(None, "--group-by", help="meta field whose values split the accuracy table "
+                                 "(question_kind, category)."),
+    min_accuracy: float = typer.Option(None, "--min-accuracy", help="Gate: exit 1 when the accuracy is below this "
+                                       "(e.g. 0.95 for the text LM)."),
+) -> None:
+    """Answer accuracy: greedy text replies scored against each row's meta.answer_key, per question kind."""
+    from omni.eval.qa import QaEvalConfig, evaluate_qa
+
+    cfg = _set(_load(QaEvalConfig, config, overrides), speech_in=speech_in, batch_size=batch_size, max_rows=limit,
+               group_by=group_by)
+    report = evaluate_qa(cfg, manifest, checkpoint, out)
+    t = report["totals"]
+    typer.echo(f"qa [{'speech' if cfg.speech_in else 'text'} in]: accuracy {100 * t['accuracy']:.1f}% "
+               f"({t['correct']} / {t['scored']}; {t['unscored']} rows without an answer key)")
+    for group, g in report["by_group"].items():
+        typer.echo(f"  {group:<16} {100 * g['accuracy']:5.1f}%  ({g['correct']} / {g['scored']})")
+    typer.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'results.jsonl'})")
+    if min_accuracy is not None:
+        if t["accuracy"] < min_accuracy:
+            typer.secho(f"gate failed: accuracy {t['accuracy']:.3f} < {min_accuracy:g}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+        typer.echo(f"gate passed: accuracy {t['accuracy']:.3f} >= {min_accuracy:g}")
 
 
 @app.command("tokenizer")
