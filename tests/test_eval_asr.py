@@ -20,22 +20,10 @@ from omni.data.manifest import ManifestRow
 from omni.eval.asr import AsrEvalConfig, evaluate_asr
 from omni.eval.parallel import dist_context
 from omni.eval.recognizers import RecognizerConfig, build_recognizer
-from tests.helpers.eval_data import corpus_rows, eval_bundle, write_jsonl
+from tests.helpers.eval_data import bundle, bundle_dir, corpus_rows, write_jsonl  # noqa: F401 (fixtures)
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return eval_bundle(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def bundle(bundle_dir):
-    from omni.bundle import load_bundle
-
-    return load_bundle(bundle_dir)
 
 
 @pytest.fixture(scope="module")

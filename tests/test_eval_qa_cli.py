@@ -8,15 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from omni.cli.main import app
-from tests.helpers.eval_data import corpus_rows, eval_bundle, write_jsonl
+from tests.helpers.eval_data import bundle_dir, corpus_rows, write_jsonl  # noqa: F401 (fixture)
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return eval_bundle(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,10 @@ from omni.data.formatters import FormatConfig, RowContext, encode_sample, format
 from omni.data.manifest import ManifestRow
 from omni.eval.data import read_items
 from omni.eval.tts import TtsEvalConfig, tts_codes, tts_prompt
-from tests.helpers.eval_data import corpus_rows, eval_bundle, write_jsonl
+from tests.helpers.eval_data import bundle, bundle_dir, corpus_rows, write_jsonl  # noqa: F401 (fixtures)
 from tests.helpers.threads import one_torch_thread  # noqa: F401 (fixture)
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory):
-    return eval_bundle(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def bundle(bundle_dir):
-    from omni.bundle import load_bundle
-
-    return load_bundle(bundle_dir)
 
 
 class _Codes:

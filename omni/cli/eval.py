@@ -80,11 +80,17 @@ def _finish(task: str, run: Any, cfg: Any, manifest: Path, system: str, out: Pat
     typer.echo(f"report: {files.markdown} ({files.json}, {files.results})")
     if gate is not None and gate[1] is not None:
         key, most = gate
-        value = t["wer"] if key == "wer" else report.get(key)
-        if value is None or value > most:
-            typer.secho(f"gate failed: {key} {_round(value)} > {most:g}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
-        typer.echo(f"gate passed: {key} {_round(value)} <= {most:g}")
+        _gate(key, t["wer"] if key == "wer" else report.get(key), most, upper=True)
+
+
+def _gate(key: str, value: float | None, bound: float, upper: bool) -> None:
+    """Exit 1 when ``value`` is past ``bound`` (above it when ``upper``, else below it) or was not measured."""
+    failed = value is None or (value > bound if upper else value < bound)
+    ok_op, bad_op = ("<=", ">") if upper else (">=", "<")
+    if failed:
+        typer.secho(f"gate failed: {key} {_round(value)} {bad_op} {bound:g}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"gate passed: {key} {_round(value)} {ok_op} {bound:g}")
 
 
 @app.command("asr")
@@ -228,10 +234,7 @@ def qa_cmd(
         typer.echo(f"  {group:<16} {100 * g['accuracy']:5.1f}%  ({g['correct']} / {g['scored']})")
     typer.echo(f"report: {out / 'report.md'} ({out / 'report.json'}, {out / 'results.jsonl'})")
     if min_accuracy is not None:
-        if t["accuracy"] < min_accuracy:
-            typer.secho(f"gate failed: accuracy {t['accuracy']:.3f} < {min_accuracy:g}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1)
-        typer.echo(f"gate passed: accuracy {t['accuracy']:.3f} >= {min_accuracy:g}")
+        _gate("accuracy", t["accuracy"], min_accuracy, upper=False)
 
 
 @app.command("tokenizer")

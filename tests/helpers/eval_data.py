@@ -1,12 +1,17 @@
 """Shared test data for the evaluation tests: a tiny random bundle and manifests over the mini corpus.
 
-Both are built once per pytest session under the session's base temp directory.
+Both are built once per pytest session under the session's base temp directory. The fixtures ``bundle_dir``
+(the bundle's directory) and ``bundle`` (it loaded) are imported into a test module::
+
+    from tests.helpers.eval_data import bundle, bundle_dir  # noqa: F401 (fixtures)
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from tests.helpers.speech_data import mini_corpus
 
@@ -19,6 +24,18 @@ def eval_bundle(tmp_path_factory) -> Path:
     if not (out / "bundle.yaml").is_file():
         tiny_bundle(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory) -> Path:
+    return eval_bundle(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir):
+    from omni.bundle import load_bundle
+
+    return load_bundle(bundle_dir)
 
 
 def corpus_rows(tmp_path_factory, name: str, n: int) -> list[dict]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from omni.eval.normalize import normalize
+
 root = Path(sys.argv[1])
 diag = root / "diag"
 diag.mkdir(exist_ok=True)
@@ -33,17 +35,15 @@ rows = lines(root / "corpus" / "spoken_qa_test.jsonl")[:n]
 cascade_rows = []
 for row in rows:
     hyp = asr[row["id"].removeprefix("spoken_qa-")]["hypothesis"]
-    user, reply = row["conversation"]
+    reply = row["conversation"][-1]
     cascade_rows.append({**row, "task": "text",
                          "conversation": [{"role": "user", "text": hyp}, {"role": "assistant", "text": reply["text"]}]})
 (diag / "cascade.jsonl").write_text("".join(json.dumps(r) + "\n" for r in cascade_rows))
 cascade = qa(diag / "cascade.jsonl", diag / "cascade", "--text-in")
 
-from omni.eval.normalize import normalize  # noqa: E402
-
 ids = [r["id"] for r in rows]
-exact = {i: normalize(asr[i.removeprefix("spoken_qa-")]["hypothesis"], "en")
-         == normalize(asr[i.removeprefix("spoken_qa-")]["reference"], "en") for i in ids}
+heard = {i: asr[i.removeprefix("spoken_qa-")] for i in ids}
+exact = {i: normalize(h["hypothesis"], "en") == normalize(h["reference"], "en") for i, h in heard.items()}
 
 
 def rate(sel: list[str], table: dict[str, bool]) -> str:
