@@ -4,7 +4,9 @@ The library does the work: k-means initialisation of each codebook from the
 first batch, EMA codebook updates, dead-code replacement (a code whose EMA
 cluster size falls below a threshold is re-seeded from the batch),
 commitment loss and the rotation-trick gradient. With several processes the
-library all-reduces k-means and EMA statistics itself.
+library all-reduces k-means and EMA statistics itself. The EMA and dead-code
+semantics are those of vector-quantize-pytorch 1.20-1.32 (pyproject.toml keeps
+it below 1.34, which changed both).
 
 This module only fixes the configuration, masks padded frames, and returns
 named results. Codebook usage and perplexity are pure functions of code
