@@ -12,6 +12,7 @@ from typing import Literal
 
 from omni.align.data import PreferenceDataConfig
 from omni.align.reference import ReferenceConfig
+from omni.align.replay import ReplayConfig
 from omni.config import check, option
 from omni.training.config import LoopConfig, OptimConfig
 from omni.training.stage import ParamGroupConfig
@@ -92,6 +93,9 @@ class DPOConfig:
                                                                               "cached log-probs.")
     lora: LoraSettings | None = option(None, help="Train LoRA adapters on the LLM instead of (or besides) full weights.")
     gradient_checkpointing: bool = option(False, help="Recompute the LLM's activations in the backward pass.")
+    replay: ReplayConfig | None = option(
+        None, help="Rows of a stage mixture trained beside the pairs each step (e.g. ASR, so a DPO on text questions "
+        "does not cost the hearing; omni/align/replay.py); null: the pairs alone.")
 
     def __post_init__(self) -> None:
         check(bool(self.name.strip()), "name", "must be set")

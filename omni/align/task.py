@@ -33,6 +33,7 @@ from omni.align.losses import (
     simpo_loss,
 )
 from omni.align.metrics import PAIR_METRICS, kto_sums, preference_sums
+from omni.align.replay import JointBatch, replay_loss
 from omni.training.trainer import StepOutput, TrainContext
 
 
@@ -96,28 +97,52 @@ def metric_names(cfg: PreferenceLossConfig) -> list[str]:
 class PreferenceTask:
     """DPO / IPO / SimPO / ORPO / KTO as a task of the shared loop (one phase; unit = pair or completion).
 
+    With replay (:mod:`omni.align.replay`) a micro-batch is a :class:`~omni.align.replay.JointBatch` and its
+    loss adds ``replay_weight`` x the replay rows' mean NLL per pair; ``replay/loss`` (per target unit),
+    ``replay/loss/text`` and ``replay/loss/audio`` are logged.
+
     Args:
         cfg: the loss.
         reference: a reference (``logps(policy, batch) -> (2B,)``) or None for reference-free losses.
+        replay_weight: weight of the replay rows' mean NLL (used only on joint batches).
     """
 
     phases = ("main",)
 
-    def __init__(self, cfg: PreferenceLossConfig, reference: Any = None):
-        self.cfg, self.reference = cfg, reference
+    def __init__(self, cfg: PreferenceLossConfig, reference: Any = None, replay_weight: float = 1.0):
+        self.cfg, self.reference, self.replay_weight = cfg, reference, replay_weight
 
-    def batch_weight(self, batch: PreferenceBatch) -> float:
+    def batch_weight(self, batch: PreferenceBatch | JointBatch) -> float:
         return float(batch.num_items)
 
-    def compute_loss(self, model: nn.Module, batch: PreferenceBatch, phase: str) -> StepOutput:
-        out = model(batch.model, return_loss=False)
-        policy = response_logprobs(out, batch.model)
-        ref = None if self.reference is None else self.reference.logps(model, batch)
-        obj = preference_objective(self.cfg, policy, ref, batch.desirable)
-        mask = batch.model.attention_mask
-        tokens = float(mask.sum()) if mask is not None else float(batch.model.input_ids.numel())
-        return StepOutput(loss=obj.loss.losses.sum(), sums=obj.sums, denominators=obj.denominators,
-                          throughput={"tokens": tokens})
+    def compute_loss(self, model: nn.Module, batch: PreferenceBatch | JointBatch, phase: str) -> StepOutput:
+        pairs = batch.pairs if isinstance(batch, JointBatch) else batch
+        out = model(pairs.model, return_loss=False)
+        policy = response_logprobs(out, pairs.model)
+        ref = None if self.reference is None else self.reference.logps(model, pairs)
+        obj = preference_objective(self.cfg, policy, ref, pairs.desirable)
+        tokens = _real_tokens(pairs.model)
+        loss, sums, dens = obj.loss.losses.sum(), obj.sums, obj.denominators
+        if isinstance(batch, JointBatch):
+            from omni.data.dataset import TASK_NAMES
+            from omni.training.stage_task import stage_loss
+
+            rows = batch.replay
+            stage = stage_loss(model(rows.model, return_loss=False), rows, len(TASK_NAMES))
+            units = stage.num_tokens + stage.num_frames
+            loss = loss + replay_loss(stage.total, units, pairs.num_items, self.replay_weight)
+            sums = {**sums, "replay/loss": float(stage.total.detach()), "replay/loss/text": float(stage.text),
+                    "replay/loss/audio": float(stage.audio)}
+            dens = {**dens, "replay/loss": units, "replay/loss/text": stage.num_tokens,
+                    "replay/loss/audio": stage.num_frames}
+            tokens += float(rows.num_tokens)
+        return StepOutput(loss=loss, sums=sums, denominators=dens, throughput={"tokens": tokens})
+
+
+def _real_tokens(batch: Any) -> float:
+    """Non-padding positions of an :class:`~omni.model.batch.OmniBatch`."""
+    mask = batch.attention_mask
+    return float(mask.sum()) if mask is not None else float(batch.input_ids.numel())
 
 
 @torch.no_grad()

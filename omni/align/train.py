@@ -5,7 +5,7 @@ cached log-probs of the starting policy, or nothing), wraps the LLM in LoRA adap
 freezes / unfreezes with :func:`~omni.training.stage.apply_trainable`, and runs the shared
 :class:`~omni.training.trainer.Trainer` with a :class:`~omni.align.task.PreferenceTask`. The aligned model
 is written with ``save_pretrained`` to ``output_dir/final`` (LoRA adapters merged; the adapters alone to
-``output_dir/adapter``). Checkpoints, resume, SIGTERM, TensorBoard and multi-process come from the loop.
+``output_dir/adapter``). With ``replay`` the pairs are zipped with a stage mixture's rows (:func:`with_replay`). Checkpoints, resume, SIGTERM, TensorBoard and multi-process come from the loop.
 """
 
 from __future__ import annotations
@@ -92,6 +92,24 @@ def build_data(cfg: DPOConfig, model: Any) -> tuple[Any, Any, Any]:
     return train, dev, PreferenceCollate(model.token_ids.pad, model.token_ids.audio)
 
 
+def with_replay(cfg: DPOConfig, model: Any, train: Any, collate: Any, state: Any) -> tuple[Any, Any, Any]:
+    """(joint data set, joint collate, joint plan): the pairs zipped with ``cfg.replay``'s stage rows
+    (:mod:`omni.align.replay`); prints the replay mixture's counts."""
+    from omni.align.replay import JointCollate, JointDataset, JointPlan
+    from omni.data.dataset import build_stage_data
+    from omni.training.sampler import GlobalBatchSampler, IndexPlan
+
+    rows = build_stage_data(cfg.replay.data, model, cfg.loop.seed, cfg.replay.batch_size, state.process_index,
+                            state.num_processes)
+    if state.is_main_process:
+        counts = ", ".join(f"{src.name} {s.examples}" for src, s in zip(rows.index.sources, rows.index.stats))
+        print(f"replay: {cfg.replay.batch_size} rows a step at weight {cfg.replay.weight} from {counts} "
+              "examples (this process)")
+    pairs = IndexPlan(GlobalBatchSampler(len(train), cfg.loop.batch_size, seed=cfg.loop.seed))
+    return (JointDataset(train, rows.dataset), JointCollate(collate, rows.collate),
+            JointPlan(pairs, rows.plan))
+
+
 def train_preference(cfg: DPOConfig) -> PreferenceRun:
     """Train (or resume, or find finished) a preference stage and write ``output_dir/final``."""
     from accelerate import PartialState
@@ -149,13 +167,16 @@ def train_preference(cfg: DPOConfig) -> PreferenceRun:
     setup = apply_trainable(model, cfg.trainable, cfg.param_groups, cfg.optim, verbose=state.is_main_process)
     optimizer = build_optimizer(setup.param_groups, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, cfg.loop.max_steps)
-    task = PreferenceTask(cfg.loss, reference)
+    task = PreferenceTask(cfg.loss, reference, cfg.replay.weight if cfg.replay is not None else 1.0)
+    data, collate_fn, plan = train, collate, None
+    if cfg.replay is not None:
+        data, collate_fn, plan = with_replay(cfg, model, train, collate, state)
     evaluate = None
     if dev is not None:
         evaluate = partial(evaluate_preference, dev=dev, collate=collate, cfg=cfg.loss, reference=reference,
                            batch_size=cfg.data.eval_batch_size)
-    trainer = Trainer(cfg.loop, task, model, train, collate, {"main": optimizer}, {"main": scheduler},
-                      evaluate=evaluate, grad_clip=cfg.optim.grad_clip)
+    trainer = Trainer(cfg.loop, task, model, data, collate_fn, {"main": optimizer}, {"main": scheduler},
+                      evaluate=evaluate, grad_clip=cfg.optim.grad_clip, batches=plan)
     if trainer.acc.is_main_process and not run_complete(run_dir):
         save_config(cfg, run_dir / "config.yaml")
     adapter = run_dir / ADAPTER_DIR if cfg.lora is not None else None
