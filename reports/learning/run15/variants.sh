@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Write session 15's recipe variants (reports/learning.md, "Session 15") into DIR: the committed
-# configs/recipes/tiny.yaml with its DPO step changed as named; run one with run14/branch.sh from `dpo`.
-#   r2   DPO with replay (configs/stages/tiny/dpo_replay.yaml): 2 rows of 512 positions of ASR a step, weight 1
-#   r4   the same with 4 rows a step
-#   r2h  2 rows a step at weight 0.5
+# Write session 15's recipe variants (reports/learning.md, "R") into DIR: the committed configs/recipes/tiny.yaml
+# (whose DPO step is r1: configs/stages/tiny/dpo_replay.yaml, 1 row of 512 positions of ASR a step at weight 1)
+# with its DPO step changed as named; run one with run14/branch.sh from `dpo`.
+#   base  DPO without replay (configs/stages/tiny/dpo.yaml, the recipe of full run 14)
+#   r2    replay of 2 rows a step;   r4  4 rows a step;   r2h  2 rows a step at weight 0.5
+#   a1    audio pretrain 2's cosine down to 1% of its peak rate (10%: 2e-4) instead; run it from audio_pretrain_2
 # Usage: variants.sh DIR
 set -euo pipefail
 out=$1; recipe=configs/recipes/tiny.yaml
 mkdir -p "$out"
-dpo='config: configs/stages/tiny/dpo.yaml'
-sed "s#$dpo#config: configs/stages/tiny/dpo_replay.yaml#" "$recipe" > "$out/r2.yaml"
+sed "s#config: configs/stages/tiny/dpo_replay.yaml#config: configs/stages/tiny/dpo.yaml#" "$recipe" > "$out/base.yaml"
 step='loop.max_steps=1200, loop.eval_every=300, loop.save_every=300\]'
-sed "s#$step#loop.max_steps=1200, loop.eval_every=300, loop.save_every=300, replay.batch_size=4]#" "$out/r2.yaml" > "$out/r4.yaml"
-sed "s#$step#loop.max_steps=1200, loop.eval_every=300, loop.save_every=300, replay.weight=0.5]#" "$out/r2.yaml" > "$out/r2h.yaml"
+for v in "r2 replay.batch_size=2" "r4 replay.batch_size=4" "r2h replay.batch_size=2 replay.weight=0.5"; do
+  name=${v%% *} extra=${v#* }
+  sed "s#$step#loop.max_steps=1200, loop.eval_every=300, loop.save_every=300, ${extra// /, }]#" "$recipe" > "$out/$name.yaml"
+done
+sed "s#loop.max_steps=1300, loop.batch_size=16, loop.eval_every=1300, loop.save_every=650\]#loop.max_steps=1300, loop.batch_size=16, loop.eval_every=1300, loop.save_every=650, optim.min_lr_ratio=0.01]#" \
+  "$recipe" > "$out/a1.yaml"
 for f in "$out"/*.yaml; do
   ! cmp -s "$recipe" "$f" || { echo "variants.sh: $f is the recipe itself (a pattern did not match)" >&2; exit 1; }
 done
-cmp -s "$out/r2.yaml" "$out/r4.yaml" && { echo "variants.sh: r4 equals r2 (a pattern did not match)" >&2; exit 1; }
-cmp -s "$out/r2.yaml" "$out/r2h.yaml" && { echo "variants.sh: r2h equals r2 (a pattern did not match)" >&2; exit 1; }
-exit 0
