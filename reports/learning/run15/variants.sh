@@ -5,6 +5,7 @@
 #   base  DPO without replay (configs/stages/tiny/dpo.yaml, the recipe of full run 14)
 #   r2    replay of 2 rows a step;   r4  4 rows a step;   r2h  2 rows a step at weight 0.5
 #   a1    audio pretrain 2's cosine down to 1% of its peak rate (10%: 2e-4) instead; run it from audio_pretrain_2
+#   a2    audio pretrain 2 at 1000 steps (1300), DPO with replay as committed; run it from audio_pretrain_2
 # Usage: variants.sh DIR
 set -euo pipefail
 out=$1; recipe=configs/recipes/tiny.yaml
@@ -17,6 +18,8 @@ for v in "r2 replay.batch_size=2" "r4 replay.batch_size=4" "r2h replay.batch_siz
 done
 sed "s#loop.max_steps=1300, loop.batch_size=16, loop.eval_every=1300, loop.save_every=650\]#loop.max_steps=1300, loop.batch_size=16, loop.eval_every=1300, loop.save_every=650, optim.min_lr_ratio=0.01]#" \
   "$recipe" > "$out/a1.yaml"
+sed "s#loop.max_steps=1300, loop.batch_size=16, loop.eval_every=1300, loop.save_every=650\]#loop.max_steps=1000, loop.batch_size=16, loop.eval_every=1000, loop.save_every=500]#" \
+  "$recipe" > "$out/a2.yaml"
 for f in "$out"/*.yaml; do
   ! cmp -s "$recipe" "$f" || { echo "variants.sh: $f is the recipe itself (a pattern did not match)" >&2; exit 1; }
 done
