@@ -34,6 +34,8 @@ from omni.align.losses import (
 )
 from omni.align.metrics import PAIR_METRICS, kto_sums, preference_sums
 from omni.align.replay import JointBatch, replay_loss
+from omni.data.dataset import TASK_NAMES
+from omni.training.stage_task import stage_loss
 from omni.training.trainer import StepOutput, TrainContext
 
 
@@ -124,9 +126,6 @@ class PreferenceTask:
         tokens = _real_tokens(pairs.model)
         loss, sums, dens = obj.loss.losses.sum(), obj.sums, obj.denominators
         if isinstance(batch, JointBatch):
-            from omni.data.dataset import TASK_NAMES
-            from omni.training.stage_task import stage_loss
-
             rows = batch.replay
             stage = stage_loss(model(rows.model, return_loss=False), rows, len(TASK_NAMES))
             units = stage.num_tokens + stage.num_frames

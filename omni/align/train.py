@@ -5,7 +5,9 @@ cached log-probs of the starting policy, or nothing), wraps the LLM in LoRA adap
 freezes / unfreezes with :func:`~omni.training.stage.apply_trainable`, and runs the shared
 :class:`~omni.training.trainer.Trainer` with a :class:`~omni.align.task.PreferenceTask`. The aligned model
 is written with ``save_pretrained`` to ``output_dir/final`` (LoRA adapters merged; the adapters alone to
-``output_dir/adapter``). With ``replay`` the pairs are zipped with a stage mixture's rows (:func:`with_replay`). Checkpoints, resume, SIGTERM, TensorBoard and multi-process come from the loop.
+``output_dir/adapter``). With ``replay`` the pairs are zipped with a stage mixture's rows
+(:func:`with_replay`), in the order they would have without it. Checkpoints, resume, SIGTERM, TensorBoard and
+multi-process come from the loop.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def with_replay(cfg: DPOConfig, model: Any, train: Any, collate: Any, state: Any
     (:mod:`omni.align.replay`); prints the replay mixture's counts."""
     from omni.align.replay import JointCollate, JointDataset, JointPlan
     from omni.data.dataset import build_stage_data
-    from omni.training.sampler import GlobalBatchSampler, IndexPlan
+    from omni.training.trainer import default_plan
 
     rows = build_stage_data(cfg.replay.data, model, cfg.loop.seed, cfg.replay.batch_size, state.process_index,
                             state.num_processes)
@@ -105,9 +107,8 @@ def with_replay(cfg: DPOConfig, model: Any, train: Any, collate: Any, state: Any
         counts = ", ".join(f"{src.name} {s.examples}" for src, s in zip(rows.index.sources, rows.index.stats))
         print(f"replay: {cfg.replay.batch_size} rows a step at weight {cfg.replay.weight} from {counts} "
               "examples (this process)")
-    pairs = IndexPlan(GlobalBatchSampler(len(train), cfg.loop.batch_size, seed=cfg.loop.seed))
     return (JointDataset(train, rows.dataset), JointCollate(collate, rows.collate),
-            JointPlan(pairs, rows.plan))
+            JointPlan(default_plan(len(train), cfg.loop), rows.plan))
 
 
 def train_preference(cfg: DPOConfig) -> PreferenceRun:

@@ -171,6 +171,12 @@ def to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def default_plan(n_items: int, cfg: LoopConfig) -> IndexPlan:
+    """The data order a :class:`Trainer` runs without a plan of its own: ``cfg.batch_size`` items a step from a
+    permutation of ``n_items`` drawn from ``cfg.seed`` each epoch."""
+    return IndexPlan(GlobalBatchSampler(n_items, cfg.batch_size, seed=cfg.seed))
+
+
 class Trainer:
     """Runs a :class:`TrainTask` for ``cfg.max_steps`` optimizer steps.
 
@@ -221,7 +227,7 @@ class Trainer:
         self.schedulers = schedulers or {}
         # schedulers are saved as JSON by the checkpoint manager (accelerate would pickle them)
         self.ckpt = CheckpointManager(self.run_dir, cfg.keep_checkpoints, self.schedulers)
-        self.plan: BatchPlan = batches or IndexPlan(GlobalBatchSampler(len(dataset), cfg.batch_size, seed=cfg.seed))
+        self.plan: BatchPlan = batches or default_plan(len(dataset), cfg)
         self._stop = False
         self.nonfinite_skips = 0  # steps not applied because of a NaN/inf (resumed from trainer_state.json)
         self._consecutive_skips = 0
