@@ -375,8 +375,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    from omni.config import save_config
-    from omni.training.checkpoint import run_complete
+    from omni.training.export import fit_for_export
     from omni.training.optim import build_optimizer, build_scheduler
     from omni.training.trainer import Trainer
 
@@ -423,18 +422,13 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
                       {"main": scheduler}, evaluate=evaluate, grad_clip=cfg.optim.grad_clip)
     if lm is not None:
         lm.to(trainer.acc.device)
-    already_done = cfg.loop.resume and run_complete(run_dir)
-    if trainer.acc.is_main_process and not already_done:
-        save_config(cfg, run_dir / "config.yaml")
-    result = trainer.fit()
+    fit = fit_for_export(trainer, cfg, final_dir / "config.json")
+    result = fit.result
     trained = trainer.acc.unwrap_model(trainer.model).tokenizer
     if not result.complete:
         return TokenizerRun(result, None, result.last_metrics, trained)
-    if already_done and (final_dir / "config.json").is_file():
+    if not fit.write_export:
         return TokenizerRun(result, final_dir, _report_metrics(run_dir), AudioTokenizer.from_pretrained(final_dir))
-    if already_done:  # finished earlier but the final export is missing: restore the last checkpoint first
-        trainer.ckpt.load(trainer.acc, trainer.ckpt.latest()[1])
-    # fit() ended the process group (accelerate's end_training): the main process writes, nobody waits
     if trainer.acc.is_main_process:
         head = trainer.acc.unwrap_model(trainer.model).ctc_head
         extra = (lambda d: save_ctc_head(d / CTC_DIR, head, lm.tokenizer)) if head is not None and lm is not None else None

@@ -24,6 +24,9 @@ def test_rebase_rewrites_whole_path_components_only():
     data = {"a": "data/corpus/asr.jsonl", "b": ["runs/tiny/lm/model", "runs/tiny_smoke/x"], "c": "data/corpus2/y", "d": 3}
     assert rebase(data, paths) == {"a": "/x/corpus/asr.jsonl", "b": ["/x/lm/model", "runs/tiny_smoke/x"],
                                    "c": "data/corpus2/y", "d": 3}
+    # the value of a dotted override (a stage's model_overrides) is a path too; its key is never rewritten
+    overrides = ["vision.path=runs/tiny/vision/model", "codebook_sizes=[8, 8]", "runs/tiny=runs/tiny/x"]
+    assert rebase(overrides, paths) == ["vision.path=/x/vision/model", "codebook_sizes=[8, 8]", "runs/tiny=runs/tiny/x"]
 
 
 def test_score_answers_counts_whole_word_key_matches():

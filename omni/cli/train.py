@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from omni.cli import decoder as decoder_cli
-from omni.cli import train_dpo, train_lm, train_stage, train_tokenizer
+from omni.cli import train_dpo, train_lm, train_stage, train_tokenizer, train_vision
 
 app = typer.Typer(help="Train components and model stages.", no_args_is_help=True)
 
@@ -13,6 +13,7 @@ app = typer.Typer(help="Train components and model stages.", no_args_is_help=Tru
 #   app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
 app.command("tokenizer")(train_tokenizer.tokenizer_cmd)
 app.command("lm")(train_lm.lm_cmd)
+app.command("vision")(train_vision.vision_cmd)
 app.command("flow")(decoder_cli.flow_cmd)
 app.command("vocoder")(decoder_cli.vocoder_cmd)
 app.command("stage")(train_stage.stage_cmd)

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "audio_tokenizer": "audio_tokenizer.model:AudioTokenizerConfig",
     "tokenizer": "audio_tokenizer.train:TokenizerTrainConfig",
     "lm": "omni.text.lm:LMTrainConfig",
+    "vision_warmup": "omni.vision.warmup:VisionWarmupConfig",
     "serve": "serve.config:ServeConfig",
     "bench": "omni.bench.core:BenchConfig",
     "stage": "omni.training.stage:StageConfig",

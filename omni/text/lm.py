@@ -244,9 +244,8 @@ def train_lm(cfg: LMTrainConfig) -> LMRun:
     from accelerate import PartialState
     from accelerate.utils import set_seed
 
-    from omni.config import save_config
     from omni.text.tokenizer import manifest_texts
-    from omni.training.checkpoint import run_complete
+    from omni.training.export import fit_for_export
     from omni.training.optim import build_optimizer, build_scheduler
     from omni.training.trainer import Trainer
 
@@ -275,18 +274,12 @@ def train_lm(cfg: LMTrainConfig) -> LMRun:
     evaluate = partial(evaluate_lm, data=dev, pad_id=pad_id, batch_size=cfg.loop.batch_size) if dev else None
     trainer = Trainer(cfg.loop, LMTask(), model, data, _PadCollate(pad_id), {"main": optimizer}, {"main": scheduler},
                       evaluate=evaluate, grad_clip=cfg.optim.grad_clip)
-    if trainer.acc.is_main_process and not run_complete(run_dir):
-        save_config(cfg, run_dir / "config.yaml")
     model_dir = run_dir / MODEL_DIR
-    already_done = cfg.loop.resume and run_complete(run_dir)
-    result = trainer.fit()
-    if not result.complete:
-        return LMRun(result, None)
-    if already_done and (model_dir / "config.json").is_file():
-        return LMRun(result, model_dir)
-    if already_done:  # finished earlier but the export is missing: restore the last checkpoint first
-        trainer.ckpt.load(trainer.acc, trainer.ckpt.latest()[1])
-    # fit() ended the process group (accelerate's end_training): the main process writes, nobody waits
+    fit = fit_for_export(trainer, cfg, model_dir / "config.json")
+    if not fit.result.complete:
+        return LMRun(fit.result, None)
+    if not fit.write_export:
+        return LMRun(fit.result, model_dir)
     if trainer.acc.is_main_process:
         unwrapped = trainer.acc.unwrap_model(trainer.model)
         tmp = run_dir / f".{MODEL_DIR}.tmp"
@@ -297,4 +290,4 @@ def train_lm(cfg: LMTrainConfig) -> LMRun:
         shutil.rmtree(model_dir, ignore_errors=True)
         tmp.replace(model_dir)
         state.print(f"saved the LM and its tokenizer to {model_dir}")
-    return LMRun(result, model_dir)
+    return LMRun(fit.result, model_dir)

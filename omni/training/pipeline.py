@@ -27,6 +27,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,9 +102,16 @@ def expand(text: str, recipe: RecipeConfig) -> str:
     return text.replace(ROOT_PLACEHOLDER, recipe.output_root)
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
 def rebase(value: Any, paths: dict[str, str]) -> Any:
-    """Rewrite path prefixes (whole path components only) in every string of nested dicts / lists."""
+    """Rewrite path prefixes (whole path components only) in every string of nested dicts / lists, and in the
+    value of a dotted override string (``vision.path=runs/x/model`` in a stage's ``model_overrides``)."""
     if isinstance(value, str):
+        key = _OVERRIDE.match(value)
+        if key:
+            return key.group(0) + rebase(value[key.end():], paths)
         for old, new in paths.items():
             if value == old or value.startswith(old.rstrip("/") + "/"):
                 return new + value[len(old):]

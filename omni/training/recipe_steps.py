@@ -8,6 +8,7 @@ kind               runs                                                     outp
 corpus             :func:`omni.data.synth.corpus.build_corpus`              the step directory
 images             :func:`omni.data.synth.image_set.build_image_set`        the step directory
 lm                 :func:`omni.text.lm.train_lm` (text-LM warm-up + BPE)    ``<run>/model``
+vision_warmup      :func:`omni.vision.warmup.train_vision` (tower warm-up)  ``<run>/model``
 tokenizer          :func:`audio_tokenizer.train.train_tokenizer`            ``<run>/tokenizer``
 code_cache         :func:`audio_tokenizer.cache.tokenize_manifest` per      the step directory
                    manifest (``<stem>.codes.jsonl`` beside each input)
@@ -133,6 +134,13 @@ def _lm(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
     from omni.text.lm import train_lm
 
     run = train_lm(cfg)
+    return StepResult(run.model_dir, run.result.step, run.result.complete)
+
+
+def _vision(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
+    from omni.vision.warmup import train_vision
+
+    run = train_vision(cfg)
     return StepResult(run.model_dir, run.result.step, run.result.complete)
 
 
@@ -338,6 +346,7 @@ STEPS: dict[str, StepKind] = {
     "corpus": StepKind(_corpus),
     "images": StepKind(_images),
     "lm": StepKind(_lm, training=True, output="model", marker="config.json", model=True, all_ranks=True),
+    "vision_warmup": StepKind(_vision, training=True, output="model", marker="config.json", all_ranks=True),
     "tokenizer": StepKind(_tokenizer, training=True, output="tokenizer", marker="config.json", all_ranks=True),
     "code_cache": StepKind(_code_cache, all_ranks=True),
     "flow_train": StepKind(_flow, training=True, output="model", marker="config.json", all_ranks=True),
