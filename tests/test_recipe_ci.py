@@ -136,8 +136,10 @@ def test_ci_recipe_runs_every_step_end_to_end_and_a_rerun_skips_all(tmp_path):
     assert set(report) >= {"title", "goals", "metrics", "samples", "steps", "evals"}
     assert set(report["metrics"]) == {"gate_codes", "gate_vocoder", "gate_griffin_lim", "gate_resynthesis", "text_qa",
                                       "asr_seen", "asr_heldout", "tts", "spoken_qa", "image_qa", "pref_sft", "pref_dpo",
-                                      "lm", "dpo"}
+                                      "lm", "dpo", "vision"}
     assert "rewards/accuracies" in report["metrics"]["dpo"] and "perplexity" in report["metrics"]["lm"]
+    assert "acc/shape" in report["metrics"]["vision"]  # the warmed-up tower's heads on the dev images
+    assert (out / "vision" / "model" / "model.safetensors").is_file()
     for gate in ("gate_vocoder", "gate_griffin_lim", "gate_resynthesis"):  # judged copies of held-out reply clips
         assert report["metrics"][gate]["wer_ratio"] is not None, gate
     assert report["metrics"]["gate_codes"]["scored"] == 3
