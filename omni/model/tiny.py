@@ -55,11 +55,16 @@ def tiny_backbone(model_type: str = "qwen2", **overrides: Any) -> BackboneConfig
     return BackboneConfig(model_type=model_type, hf_config=hf)
 
 
+def tiny_vision(enabled: bool = True) -> VisionConfig:
+    """The tiny vision tower: 2 blocks, 32 wide (configs/model/tiny.yaml's sizes)."""
+    return VisionConfig(enabled=enabled, depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)
+
+
 def tiny_config(model_type: str = "qwen2", vision: bool = True, **backbone_overrides: Any) -> OmniModelConfig:
     """The :class:`OmniModelConfig` of :func:`tiny_model`."""
     return OmniModelConfig(
         backbone=tiny_backbone(model_type, **backbone_overrides),
-        vision=VisionConfig(enabled=vision, depth=2, embed_dim=32, num_heads=2, mlp_ratio=2),
+        vision=tiny_vision(vision),
         audio_embed=AudioEmbeddingConfig(embed_dim=32),
         audio_head=AudioHeadConfig(num_layers=3, hidden_size=32, num_heads=2, intermediate_size=64),
         codebook_sizes=list(TINY_CODEBOOKS),

@@ -26,6 +26,7 @@ from torch import nn
 
 from omni.config import check, option
 from omni.integrity import write_checksums
+from omni.model.tiny import tiny_vision
 from omni.model.vision import VisionBranch, VisionConfig, vision_hf_config
 from omni.training.config import LoopConfig, OptimConfig
 from omni.training.trainer import StepOutput, TrainContext, TrainResult
@@ -33,10 +34,6 @@ from omni.vision.losses import IGNORE, label_loss
 
 MODEL_DIR = "model"
 LABELS_FILE = "labels.json"
-
-
-def _tiny_tower() -> VisionConfig:
-    return VisionConfig(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)
 
 
 @dataclass
@@ -55,7 +52,7 @@ class VisionWarmupConfig:
                              "the heads; a multiple of vision.patch_size x vision.spatial_merge_size.")
     projector_width: int = option(128, help="Width of the projector's output tokens: the hidden size of the LLM "
                                   "that will read them (a model keeps the projector only when they match).")
-    vision: VisionConfig = option(default_factory=_tiny_tower, help="The tower's sizes and patching; with "
+    vision: VisionConfig = option(default_factory=tiny_vision, help="The tower's sizes and patching; with "
                                   "vision.path, a pretrained Qwen2-VL tower to continue training.")
     optim: OptimConfig = option(default_factory=lambda: OptimConfig(lr=2e-3, warmup_steps=50, weight_decay=0.01),
                                 help="AdamW and its schedule.")
