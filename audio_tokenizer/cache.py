@@ -18,6 +18,9 @@ every row with a ``codes: {"path", "key"}`` next to each audio reference.
   key list is kept; rerunning the command computes only what is missing.
 * Parallel: under ``torchrun``/``accelerate launch`` each rank takes every
   N-th shard; ``workers=N`` does the same with N local processes.
+* Shared across manifests: pass one :class:`KnownCodes` to several calls and a
+  clip that an earlier manifest's shards already hold (same file and segment,
+  same tokenizer) is not encoded again; the later manifest points at that shard.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -71,6 +74,30 @@ class TokenizeResult:
     computed: int  # shards written by this run (the rest were kept from an earlier run)
     skipped: list[str]  # keys of clips that could not be read (with skip_bad)
     seconds: float
+    reused: int = 0  # clips found in earlier manifests' shards (``known``), not encoded again
+
+
+ClipIdentity = tuple[str, float | None, float | None]  # resolved file, offset, duration
+
+
+@dataclass
+class KnownCodes:
+    """Clips already in shards of one tokenizer (filled by :func:`tokenize_manifest`): identity -> (shard, key)."""
+
+    where: dict[ClipIdentity, tuple[str, str]] = field(default_factory=dict)
+    tokenizer: str | None = None  # fingerprint of the tokenizer that wrote them; another one starts afresh
+
+    def for_tokenizer(self, fingerprint: str) -> dict[ClipIdentity, tuple[str, str]]:
+        """The map for ``fingerprint``, emptied when it was filled by another tokenizer."""
+        if self.tokenizer != fingerprint:
+            self.where.clear()
+            self.tokenizer = fingerprint
+        return self.where
+
+
+def identity(clip: ClipRef) -> ClipIdentity:
+    """What makes two references (perhaps from manifests in different folders) the same clip."""
+    return (str(Path(clip.path).resolve()), clip.offset, clip.duration)
 
 
 def clip_key(audio: str, offset: float | None, duration: float | None) -> str:
@@ -204,6 +231,7 @@ def tokenize_manifest(
     skip_bad: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    known: KnownCodes | None = None,
 ) -> TokenizeResult:
     """Cache the codes of every clip of ``manifest`` and write the manifest that references them.
 
@@ -217,6 +245,8 @@ def tokenize_manifest(
         workers: local processes (each takes every N-th shard); under torchrun, ranks split shards instead.
         device: "cpu", "cuda", "cuda:1", ... (each rank uses its local GPU under torchrun with "cuda").
         skip_bad: leave unreadable clips without codes (listed in the result) instead of stopping.
+        known: clips earlier calls encoded with the same tokenizer; they are referenced, not encoded again, and
+            this manifest's new clips are added to it.
 
     Raises:
         FileNotFoundError: missing manifest or tokenizer; AudioError: an unreadable clip (without skip_bad);
@@ -242,9 +272,12 @@ def tokenize_manifest(
     rows = load_manifest(manifest)
     clips = manifest_clips(manifest, rows)
     meta_base = _tokenizer_metadata(tokenizer_dir)
+    seen = known.for_tokenizer(meta_base["tokenizer"]) if known is not None else {}
+    reused = {c.key: seen[identity(c)] for c in clips if identity(c) in seen}
+    new = [c for c in clips if c.key not in reused]
     jobs = []
-    for i in range(0, len(clips), shard_size):
-        part = clips[i:i + shard_size]
+    for i in range(0, len(new), shard_size):
+        part = new[i:i + shard_size]
         keys_sha = hashlib.sha256("\n".join(c.key for c in part).encode()).hexdigest()[:16]
         jobs.append(ShardJob(i // shard_size, str(codes_dir / SHARD_NAME.format(i // shard_size)), part,
                              {**meta_base, "keys_sha": keys_sha}))
@@ -252,7 +285,8 @@ def tokenize_manifest(
     rank, world = state.process_index, state.num_processes
     todo = [j for j in jobs[rank::world] if not shard_is_done(j)]
     if state.is_main_process:
-        log(f"{len(clips)} clips in {len(jobs)} shards; {sum(shard_is_done(j) for j in jobs)} already done")
+        log(f"{len(clips)} clips, {len(reused)} of them in earlier manifests' shards; {len(new)} in {len(jobs)} shards, "
+            f"{sum(shard_is_done(j) for j in jobs)} already done")
     run_device = str(state.device) if device == "cuda" and world > 1 else device
     computed = 0
     if min(workers, len(todo)) > 1 and world == 1:  # one shard left: this process, no pool to start
@@ -263,9 +297,13 @@ def tokenize_manifest(
     state.wait_for_everyone()
     skipped: list[str] = []
     if state.is_main_process:
-        skipped = _write_output(manifest, out, rows, jobs, codes_dir)
+        skipped = _write_output(manifest, out, rows, jobs, reused)
     state.wait_for_everyone()
-    return TokenizeResult(out, codes_dir, len(clips), len(jobs), computed, skipped, time.perf_counter() - start)
+    if known is not None:  # every rank: the shards hold the new clips (a skipped one is found missing when reused)
+        for job in jobs:
+            seen.update({identity(c): (str(Path(job.path).resolve()), c.key) for c in job.clips})
+    return TokenizeResult(out, codes_dir, len(clips), len(jobs), computed, skipped, time.perf_counter() - start,
+                          len(reused))
 
 
 def _tokenizer_metadata(tokenizer_dir: Path) -> dict[str, str]:
@@ -302,13 +340,20 @@ def _media_holders(row: ManifestRow) -> list:
     return holders
 
 
-def _write_output(manifest: Path, out: Path, rows: list[ManifestRow], jobs: list[ShardJob], codes_dir: Path) -> list[str]:
-    """Point every audio reference of every row at its codes and write the new manifest; returns skipped keys."""
+def _write_output(manifest: Path, out: Path, rows: list[ManifestRow], jobs: list[ShardJob],
+                  reused: dict[str, tuple[str, str]]) -> list[str]:
+    """Point every audio reference of every row at its codes (this manifest's shards, or the earlier shard and key
+    of a ``reused`` clip) and write the new manifest; returns skipped keys."""
     from safetensors import safe_open
 
-    where: dict[str, str] = {}
+    where: dict[str, tuple[str, str]] = {}  # this manifest's clip key -> (shard path as referenced, key in it)
     skipped: list[str] = []
     out_dir = out.resolve().parent
+
+    def ref(shard: str) -> str:
+        shard = Path(shard).resolve()
+        return shard.relative_to(out_dir).as_posix() if shard.is_relative_to(out_dir) else str(shard)
+
     for job in jobs:
         with safe_open(job.path, framework="pt") as f:
             keys = set(f.keys())
@@ -316,16 +361,25 @@ def _write_output(manifest: Path, out: Path, rows: list[ManifestRow], jobs: list
         missing = [c.key for c in job.clips if c.key not in keys and c.key not in skipped]
         if missing:
             raise ValueError(f"{job.path}: codes missing for {len(missing)} clips (e.g. {missing[0]}); delete it and rerun")
-        shard = Path(job.path).resolve()
-        ref_path = shard.relative_to(out_dir).as_posix() if shard.is_relative_to(out_dir) else str(shard)
         for c in job.clips:
             if c.key in keys:
-                where[c.key] = ref_path
+                where[c.key] = (ref(job.path), c.key)
+    by_shard: dict[str, list[tuple[str, str]]] = {}
+    for key, (shard, other) in reused.items():
+        by_shard.setdefault(shard, []).append((key, other))
+    for shard, pairs in by_shard.items():
+        with safe_open(shard, framework="pt") as f:
+            keys = set(f.keys())
+        for key, other in pairs:
+            if other in keys:
+                where[key] = (ref(shard), other)
+            else:  # unreadable where it was first met (skip_bad)
+                skipped.append(key)
     source_dir = manifest.resolve().parent
     for row in rows:
         for _, obj, _ in row_speech(row):
             key = clip_key(obj.audio, obj.offset, obj.duration)
-            obj.codes = CodesRef(where[key], key) if key in where else None
+            obj.codes = CodesRef(*where[key]) if key in where else None
         for obj in _media_holders(row):
             for name in ("audio", "image", "video"):
                 if getattr(obj, name, None) is not None:

@@ -290,9 +290,10 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
             frames = out.mel.shape[-1]
             mask = (torch.arange(frames, device=out.mel.device)[None, :] < out.mel_lengths[:, None])[:, None, :]
             err = ((out.decoded.mel[..., :frames] - out.mel).abs() * mask).sum()
-            text_tokens = batch.text_lengths.sum() if lm is not None else torch.tensor(0)
-            text_nll = (terms.text * batch.text_lengths).sum() if lm is not None else torch.tensor(0.0)
-            text_only = text_only_nll(lm, batch) if lm is not None else torch.tensor(0.0)
+            scored = lm is not None and model.adapter is not None  # the transcription objective's NLL
+            text_tokens = batch.text_lengths.sum() if scored else torch.tensor(0)
+            text_nll = (terms.text * batch.text_lengths).sum() if scored else torch.tensor(0.0)
+            text_only = text_only_nll(lm, batch) if scored else torch.tensor(0.0)
             words = ctc_word_errors(fwd, batch, lm) if fwd.ctc_log_probs is not None else (0, 0)
             totals += torch.tensor([out.mel.shape[0], float(terms.mel.sum()), float(err),
                                     float(mask.sum()) * out.mel.shape[1], float(text_nll), float(text_tokens),
@@ -385,10 +386,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
     run_dir = Path(cfg.loop.output_dir)
     final_dir = run_dir / FINAL_DIR
     set_seed(cfg.loop.seed)
-    lm = FrozenLM(cfg.transcription.lm_path, cfg.transcription.lm_dtype) if cfg.transcription.enabled else None
+    # the LM is loaded for either objective: the transcription loss runs it, the CTC head spells its tokens
+    needs_lm = cfg.transcription.enabled or (cfg.ctc_weight > 0 and cfg.transcription.lm_path is not None)
+    lm = FrozenLM(cfg.transcription.lm_path, cfg.transcription.lm_dtype) if needs_lm else None
     tokenizer = AudioTokenizer(cfg.model)
     adapter = (TranscriptionAdapter(cfg.model.quantizer.dim, lm.hidden_size, cfg.transcription.adapter_hidden)
-               if lm is not None else None)
+               if cfg.transcription.enabled else None)
     ctc_head = (CTCHead(cfg.model.quantizer.dim, len(lm.tokenizer), cfg.ctc_hidden)
                 if lm is not None and cfg.ctc_weight > 0 else None)
     frame_seconds = tokenizer.samples_per_frame / tokenizer.sample_rate

@@ -42,7 +42,8 @@ class TranscriptionConfig:
     lm_path: str | None = option(
         None, help="Local directory of a causal LM and its tokenizer (AutoModelForCausalLM / AutoTokenizer); "
         "null disables the objective. Checked when training starts, never downloaded.")
-    weight: float = option(1.0, help="Weight of the transcription loss (per-token NLL averaged per utterance).")
+    weight: float = option(1.0, help="Weight of the transcription loss (per-token NLL averaged per utterance); 0 "
+                           "drops the loss and its adapter (the CTC head still spells the LM tokenizer's tokens).")
     adapter_hidden: int = option(0, help="Hidden size of the 2-layer MLP adapter; 0 uses the LM's hidden size.")
     max_text_tokens: int = option(256, help="Transcripts are cut to this many tokens (plus end-of-text).")
     separator: bool = option(

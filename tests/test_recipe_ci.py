@@ -163,7 +163,7 @@ def test_ci_recipe_runs_every_step_end_to_end_and_a_rerun_skips_all(tmp_path):
 
 def test_small_recipe_scales_every_tiny_step_up():
     """configs/recipes/small.yaml: the same steps as tiny.yaml, each config loads, every training step runs bf16
-    where it can and trains longer, and its LM (built on the meta device) has a few hundred million parameters."""
+    where it can and trains on at least twice the examples, and its LM (built on the meta device) has a few hundred million parameters."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -178,7 +178,9 @@ def test_small_recipe_scales_every_tiny_step_up():
         assert kind == tiny_cfgs[entry.name][0] and run_dir == Path("runs/small") / entry.name
         if hasattr(cfg, "loop"):
             assert cfg.loop.mixed_precision == "auto", entry.name
-            assert cfg.loop.max_steps >= 2 * tiny_cfgs[entry.name][1].loop.max_steps, entry.name
+            seen = cfg.loop.max_steps * cfg.loop.batch_size  # examples: the small recipe's batches are larger
+            tiny_loop = tiny_cfgs[entry.name][1].loop
+            assert seen >= 2 * tiny_loop.max_steps * tiny_loop.batch_size, entry.name
     lm = load_stage_config(next(s for s in small.stages if s.name == "lm"), small, None)[1]
     m = lm.model
     with torch.device("meta"):

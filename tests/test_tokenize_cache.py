@@ -142,3 +142,47 @@ def test_cli_tokenize_and_its_errors(corpus, tok_dir, tmp_path):
     res = runner.invoke(app, ["data", "tokenize", str(corpus / "asr_dev.jsonl"), "--tokenizer", str(tok_dir),
                               "--out", str(corpus / "asr_dev.jsonl"), "--no-progress"])
     assert res.exit_code == 2 and "must differ from the input" in res.output
+
+
+def test_known_codes_encode_a_shared_clip_once(corpus, tok_dir, tmp_path):
+    """The spoken questions are the ASR clips: with one KnownCodes across both manifests, the second encodes
+    only what the first lacked, its rows point into the first's shards and load the same codes as encode();
+    a rerun computes nothing; another tokenizer does not reuse the first one's shards."""
+    from audio_tokenizer.cache import KnownCodes
+
+    tok = AudioTokenizer.from_pretrained(tok_dir)
+    known = KnownCodes()
+    quiet = {"progress": False, "log": lambda s: None, "known": known}
+    first = tokenize_manifest(corpus / "asr_train.jsonl", tok_dir, out=tmp_path / "a" / "asr.codes.jsonl", **quiet)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    second = tokenize_manifest(corpus / "spoken_qa_train.jsonl", tok_dir, out=tmp_path / "b" / "qa.codes.jsonl",
+                               shard_size=5, **quiet)
+    assert first.reused == 0 and second.reused > 0 and second.clips > second.reused  # questions shared, replies not
+    from safetensors import safe_open
+
+    encoded = 0
+    for shard in second.codes_dir.glob("shard-*.safetensors"):
+        with safe_open(str(shard), framework="pt") as f:
+            encoded += len(list(f.keys()))
+    assert encoded == second.clips - second.reused  # only the clips the first manifest lacked were encoded
+    reader = CodesReader(second.manifest)
+    into_first = 0
+    for row in load_manifest(second.manifest):
+        for turn in row.conversation:
+            into_first += (tmp_path / "a") in (tmp_path / "b" / turn.codes.path).resolve().parents
+            audio = load_audio(turn.audio if Path(turn.audio).is_absolute() else tmp_path / "b" / turn.audio, 16000)
+            assert torch.equal(reader.load(turn.codes), tok.encode(audio.samples, audio.sample_rate))
+    assert into_first == second.reused
+    rerun = {**quiet, "known": KnownCodes()}  # a resumed recipe step: the same calls in the same order
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert tokenize_manifest(corpus / "asr_train.jsonl", tok_dir, out=tmp_path / "a" / "asr.codes.jsonl",
+                             **rerun).computed == 0
+    AcceleratorState._reset_state(reset_partial_state=True)
+    again = tokenize_manifest(corpus / "spoken_qa_train.jsonl", tok_dir, out=tmp_path / "b" / "qa.codes.jsonl",
+                              shard_size=5, **rerun)
+    assert again.computed == 0 and again.reused == second.reused
+    other = tmp_path / "other_tokenizer"
+    initialised_tokenizer(seed=4).save_pretrained(other)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert tokenize_manifest(corpus / "asr_dev.jsonl", other, out=tmp_path / "d" / "dev.codes.jsonl", **quiet).reused == 0
+    assert known.tokenizer is not None and not any(str(tmp_path / "a") in s for s, _ in known.where.values())

@@ -109,3 +109,24 @@ def test_ctc_needs_the_lm_tokenizer(corpus, tmp_path):
         cfg = make_config(corpus, None, tmp_path)
         cfg.ctc_weight = 1.0
         cfg.__post_init__()
+
+
+def test_ctc_without_the_transcription_loss(corpus, lm_dir, tmp_path):
+    """transcription.weight=0 drops the frozen-LM loss and its adapter but keeps the CTC head, whose targets are
+    the LM tokenizer's: the head trains, its WER is reported, no transcription NLL is (nothing computes it)."""
+    cfg = make_config(corpus, lm_dir, tmp_path / "run")
+    cfg.transcription.weight, cfg.ctc_weight, cfg.ctc_hidden = 0.0, 1.0, 32
+    run = train_tokenizer(cfg)
+    values = scalars(tmp_path / "run", "loss/ctc")
+    assert values and all(math.isfinite(v) and v > 0 for v in values)
+    assert all(v == 0 for v in scalars(tmp_path / "run", "loss/text"))
+    assert "ctc_wer" in run.metrics and "text_nll" not in run.metrics
+    assert not any(t.startswith("lr/main/adapter") for t in _tags(tmp_path / "run"))
+
+
+def _tags(run_dir: Path) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(next((run_dir / "tensorboard").rglob("events*"))))
+    acc.Reload()
+    return acc.Tags()["scalars"]

@@ -153,13 +153,14 @@ def _tokenizer(cfg: Any, run_dir: Path, inputs: dict[str, str]) -> StepResult:
 
 
 def _code_cache(cfg: CodeCacheConfig, run_dir: Path, inputs: dict[str, str]) -> StepResult:
-    from audio_tokenizer.cache import tokenize_manifest
+    from audio_tokenizer.cache import KnownCodes, tokenize_manifest
 
     outs = {}
+    known = KnownCodes()  # a clip several manifests share (an ASR clip is also a spoken question) is encoded once
     for m in cfg.manifests:
         r = tokenize_manifest(m, cfg.tokenizer, shard_size=cfg.shard_size, batch_seconds=cfg.batch_seconds,
-                              workers=cfg.workers, device=cfg.device, progress=False, log=lambda s: None)
-        outs[m] = {"out": str(r.manifest), "clips": r.clips, "skipped": len(r.skipped)}
+                              workers=cfg.workers, device=cfg.device, progress=False, log=lambda s: None, known=known)
+        outs[m] = {"out": str(r.manifest), "clips": r.clips, "reused": r.reused, "skipped": len(r.skipped)}
     return StepResult(run_dir, summary={"manifests": outs})
 
 
