@@ -273,7 +273,8 @@ def tokenize_manifest(
     clips = manifest_clips(manifest, rows)
     meta_base = _tokenizer_metadata(tokenizer_dir)
     seen = known.for_tokenizer(meta_base["tokenizer"]) if known is not None else {}
-    reused = {c.key: seen[identity(c)] for c in clips if identity(c) in seen}
+    ids = {c.key: identity(c) for c in clips} if known is not None else {}  # resolved once per clip
+    reused = {key: seen[i] for key, i in ids.items() if i in seen}
     new = [c for c in clips if c.key not in reused]
     jobs = []
     for i in range(0, len(new), shard_size):
@@ -301,7 +302,7 @@ def tokenize_manifest(
     state.wait_for_everyone()
     if known is not None:  # every rank: the shards hold the new clips (a skipped one is found missing when reused)
         for job in jobs:
-            seen.update({identity(c): (str(Path(job.path).resolve()), c.key) for c in job.clips})
+            seen.update({ids[c.key]: (str(Path(job.path).resolve()), c.key) for c in job.clips})
     return TokenizeResult(out, codes_dir, len(clips), len(jobs), computed, skipped, time.perf_counter() - start,
                           len(reused))
 

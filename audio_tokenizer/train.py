@@ -277,6 +277,7 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
     # sum of per-clip CTC loss, greedy-CTC word errors, reference words, sum of per-clip phoneme CTC loss
     totals = torch.zeros(11, dtype=torch.float64)
     example = None
+    scored = lm is not None and model.adapter is not None  # the transcription objective's NLL is measured
     if mine:
         encode_text = partial(lm.encode_text, max_tokens=cfg.transcription.max_text_tokens) if lm is not None else None
         mine_phonemes = phonemes[acc.process_index::acc.num_processes] if phonemes is not None else None
@@ -290,7 +291,6 @@ def evaluate_tokenizer(model: TokenizerTrainModel, ctx: TrainContext, items: lis
             frames = out.mel.shape[-1]
             mask = (torch.arange(frames, device=out.mel.device)[None, :] < out.mel_lengths[:, None])[:, None, :]
             err = ((out.decoded.mel[..., :frames] - out.mel).abs() * mask).sum()
-            scored = lm is not None and model.adapter is not None  # the transcription objective's NLL
             text_tokens = batch.text_lengths.sum() if scored else torch.tensor(0)
             text_nll = (terms.text * batch.text_lengths).sum() if scored else torch.tensor(0.0)
             text_only = text_only_nll(lm, batch) if scored else torch.tensor(0.0)
@@ -387,7 +387,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> TokenizerRun:
     final_dir = run_dir / FINAL_DIR
     set_seed(cfg.loop.seed)
     # the LM is loaded for either objective: the transcription loss runs it, the CTC head spells its tokens
-    needs_lm = cfg.transcription.enabled or (cfg.ctc_weight > 0 and cfg.transcription.lm_path is not None)
+    # (the config checks that a CTC weight comes with lm_path)
+    needs_lm = cfg.transcription.enabled or cfg.ctc_weight > 0
     lm = FrozenLM(cfg.transcription.lm_path, cfg.transcription.lm_dtype) if needs_lm else None
     tokenizer = AudioTokenizer(cfg.model)
     adapter = (TranscriptionAdapter(cfg.model.quantizer.dim, lm.hidden_size, cfg.transcription.adapter_hidden)

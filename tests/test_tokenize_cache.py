@@ -10,9 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 from accelerate.state import AcceleratorState
+from safetensors import safe_open
 from typer.testing import CliRunner
 
-from audio_tokenizer.cache import tokenize_manifest
+from audio_tokenizer.cache import KnownCodes, tokenize_manifest
 from audio_tokenizer.model import AudioTokenizer
 from omni.audio.io import AudioError, load_audio
 from omni.cli.main import app
@@ -148,8 +149,6 @@ def test_known_codes_encode_a_shared_clip_once(corpus, tok_dir, tmp_path):
     """The spoken questions are the ASR clips: with one KnownCodes across both manifests, the second encodes
     only what the first lacked, its rows point into the first's shards and load the same codes as encode();
     a rerun computes nothing; another tokenizer does not reuse the first one's shards."""
-    from audio_tokenizer.cache import KnownCodes
-
     tok = AudioTokenizer.from_pretrained(tok_dir)
     known = KnownCodes()
     quiet = {"progress": False, "log": lambda s: None, "known": known}
@@ -158,8 +157,6 @@ def test_known_codes_encode_a_shared_clip_once(corpus, tok_dir, tmp_path):
     second = tokenize_manifest(corpus / "spoken_qa_train.jsonl", tok_dir, out=tmp_path / "b" / "qa.codes.jsonl",
                                shard_size=5, **quiet)
     assert first.reused == 0 and second.reused > 0 and second.clips > second.reused  # questions shared, replies not
-    from safetensors import safe_open
-
     encoded = 0
     for shard in second.codes_dir.glob("shard-*.safetensors"):
         with safe_open(str(shard), framework="pt") as f:
