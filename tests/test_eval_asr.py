@@ -1,4 +1,4 @@
-"""`omni eval asr`: the training prompt, batched = one by one, reports, failures, PocketSphinx, 2 processes = 1."""
+"""`omni eval asr`: the training prompt, batched = one by one, beams, reports, failures, PocketSphinx, 2 processes = 1."""
 
 from __future__ import annotations
 
@@ -79,6 +79,21 @@ def test_batched_recognition_equals_one_by_one(bundle, good_rows):
     batched = rec.transcribe(audios, rows)
     assert batched == [rec.transcribe([a], [r])[0] for a, r in zip(audios, rows)]
     assert all(isinstance(t, str) for t in batched)
+
+
+def test_beam_recognition_is_beam_search_over_the_asr_prompts(bundle, good_rows):
+    """beam_size > 1: the best beam of transformers' search over the same prompts (rows of a random model tie
+    often, so batched and alone may break ties differently: not compared)."""
+    from omni.model.beam import beam_text
+
+    rec = build_recognizer(RecognizerConfig(name="omni", max_new_tokens=12, beam_size=3), bundle)
+    audios = [load_audio(r["audio"], 16000) for r in good_rows[:3]]
+    rows = [ManifestRow(**r) for r in good_rows[:3]]
+    beams = rec.transcribe(audios, rows)
+    assert beams == [t.strip() for t in beam_text(bundle.model, rec.prompts(audios, rows), 3, 12)]
+    assert len(set(beams)) == len(beams) and all(beams)  # three clips, three different transcripts
+    greedy = build_recognizer(RecognizerConfig(name="omni", max_new_tokens=12), bundle).transcribe(audios, rows)
+    assert beams != greedy  # the search chose other words than the greedy path somewhere
 
 
 def test_cli_report_failures_and_figures(bundle_dir, manifest, tmp_path):

@@ -60,3 +60,23 @@ def test_missing_manifest_or_checkpoint_is_a_one_line_error(bundle_dir, question
     assert res.exit_code != 0 and "nope.jsonl: manifest not found" in res.output
     res = _run(write_jsonl(tmp_path / "q.jsonl", questions), tmp_path / "no_bundle", tmp_path / "o")
     assert res.exit_code != 0 and "checkpoint not found" in res.output
+
+
+def test_beam_answers_are_the_best_beams(bundle_dir, questions, tmp_path):
+    """beam_size=3: each reply is the best beam of omni.model.beam over the row's prompt (read as text)."""
+    from omni.align.pairs import encode_prompts, prompt_rows
+    from omni.data.manifest import load_manifest
+    from omni.data.media import CachedMedia
+    from omni.eval.qa import model_dir_of
+    from omni.model import OmniModel
+    from omni.model.beam import beam_text
+
+    manifest = write_jsonl(tmp_path / "q.jsonl", questions)
+    res = _run(manifest, bundle_dir, tmp_path / "beam", "beam_size=3")
+    assert res.exit_code == 0, res.output
+    replies = [json.loads(line)["answer"] for line in (tmp_path / "beam" / "results.jsonl").read_text().splitlines()]
+    model = OmniModel.from_pretrained(model_dir_of(bundle_dir))
+    rows = prompt_rows(load_manifest(manifest))
+    prompts = encode_prompts(model, rows, str(manifest), CachedMedia(list(model.cfg.codebook_sizes), None),
+                             False, speech_out=False)
+    assert replies == [beam_text(model, [p], 3, 6)[0].strip() for p in prompts]

@@ -1,4 +1,4 @@
-"""Generation: KV cache == no cache, streaming == non-streaming, batch == one by one, and transformers parity."""
+"""Generation: KV cache == no cache, streaming == non-streaming, batch == one by one, transformers parity, beams."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from omni.model import (
     TextPiece,
     collate,
 )
+from omni.model.beam import beam_text
+from omni.model.generation import banned_in_text
 from omni.model.tiny import tiny_model
 from tests.helpers.threads import one_torch_thread  # noqa: F401
 
@@ -193,3 +195,30 @@ def test_prompt_must_be_left_padded(model, prompts):
     right = collate(prompts[:2], model.token_ids.pad, padding_side="right")
     with pytest.raises(ValueError, match="left-padded"):
         model.generate(right)
+
+
+def test_one_beam_is_the_decoding_loops_greedy_text(model, prompts):
+    # the spoken prompt puts audio frames in the embeddings; batched with a text prompt it is left-padded
+    pair = prompts[:2]
+    loop = model.generate(pair, max_new_tokens=25, allow_audio=False).text
+    assert beam_text(model, pair, num_beams=1, max_new_tokens=25) == loop
+    assert [beam_text(model, p, num_beams=1, max_new_tokens=25)[0] for p in pair] == loop
+
+
+def test_beam_search_equals_transformers_on_token_ids(model, prompts):
+    t = model.token_ids
+    prompt = prompts[0]  # text only: transformers can take its ids
+    with torch.no_grad():
+        ref = model.backbone.generate(
+            input_ids=prompt.input_ids.unsqueeze(0), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            max_new_tokens=20, num_beams=4, do_sample=False, early_stopping=True, length_penalty=1.0,
+            suppress_tokens=banned_in_text(model, allow_audio=False), eos_token_id=list(t.eos), pad_token_id=t.pad,
+        )[0, len(prompt):].tolist()
+    cut = next((i for i, tok in enumerate(ref) if tok in set(t.eos)), len(ref))
+    expected = model.tokenizer.decode(ref[:cut], skip_special_tokens=True)
+    greedy = model.generate(prompt, max_new_tokens=20, allow_audio=False).text[0]
+    beams = beam_text(model, prompt, num_beams=4, max_new_tokens=20)
+    assert beams == [expected]
+    assert beams != [greedy]  # the random model's best beam is not its greedy path: the search did something
+    with pytest.raises(ValueError, match="num_beams"):
+        beam_text(model, prompt, num_beams=0, max_new_tokens=5)

@@ -28,18 +28,21 @@ from omni.config import check, option
 
 @dataclass
 class QaEvalConfig:
-    """``kind: eval_qa``: greedy text answers scored against ``meta.answer_key``."""
+    """``kind: eval_qa``: text answers (greedy or beam search) scored against ``meta.answer_key``."""
 
     speech_in: bool = option(True, help="Hear the question as speech (code-cached manifest) or read its text.")
     max_rows: int = option(0, help="Score at most this many rows (0: all).")
     max_new_tokens: int = option(32, help="Most generated text tokens per answer.")
     batch_size: int = option(16, help="Prompts per generation batch.")
+    beam_size: int = option(1, help="Beam width of the answers (1 = greedy; else transformers' beam search over the "
+                            "prompt's embeddings, omni.model.beam).")
     group_by: str = option("question_kind", help="meta field whose values split the accuracy table.")
 
     def __post_init__(self) -> None:
         check(self.max_rows >= 0, "max_rows", "must be >= 0")
         check(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        check(self.beam_size >= 1, "beam_size", "must be >= 1")
 
 
 @dataclass
@@ -94,13 +97,15 @@ def model_dir_of(checkpoint: str | os.PathLike) -> Path:
     return path
 
 
-def greedy_answers(model: Any, rows: Sequence[Any], manifest: str, speech_in: bool, max_new_tokens: int,
-                   batch_size: int) -> list[str]:
-    """Greedy text reply of ``model`` to each row's prompt (rows already cut by :func:`prompt_rows`)."""
+def text_answers(model: Any, rows: Sequence[Any], manifest: str, speech_in: bool, max_new_tokens: int,
+                 batch_size: int, beam_size: int = 1) -> list[str]:
+    """Text reply of ``model`` to each row's prompt (rows already cut by :func:`prompt_rows`): greedy, or the best
+    of ``beam_size`` beams."""
     import torch
 
     from omni.align.pairs import encode_prompts
     from omni.data.media import CachedMedia
+    from omni.model.beam import beam_text
     from omni.model.generation import GenerationConfig
     from omni.model.sampling import SamplingConfig
 
@@ -113,7 +118,10 @@ def greedy_answers(model: Any, rows: Sequence[Any], manifest: str, speech_in: bo
     model.eval()
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
-            out.extend(t.strip() for t in model.generate(list(prompts[start:start + batch_size]), cfg).text)
+            batch = list(prompts[start:start + batch_size])
+            texts = (beam_text(model, batch, beam_size, max_new_tokens) if beam_size > 1
+                     else model.generate(batch, cfg).text)
+            out.extend(t.strip() for t in texts)
     return out
 
 
@@ -136,7 +144,8 @@ def evaluate_qa(cfg: QaEvalConfig, manifest: str | os.PathLike, checkpoint: str 
     if not rows:
         raise ValueError(f"{manifest}: no rows with a question (a conversation with an assistant turn after a user one)")
     model = OmniModel.from_pretrained(model_dir_of(checkpoint))
-    answers = greedy_answers(model, rows, str(manifest), cfg.speech_in, cfg.max_new_tokens, cfg.batch_size)
+    answers = text_answers(model, rows, str(manifest), cfg.speech_in, cfg.max_new_tokens, cfg.batch_size,
+                           cfg.beam_size)
     scores = score_answers(rows, answers, cfg.group_by)
     from omni.config import to_data
 

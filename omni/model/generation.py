@@ -142,6 +142,14 @@ def prompt_batch(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[O
     return replace(prompts, labels=None, audio_target=target).to(model.device)
 
 
+def banned_in_text(model: OmniModel, allow_audio: bool) -> list[int]:
+    """Token ids text mode never emits: media placeholders and markers, and the switch to speech unless allowed."""
+    t = model.token_ids
+    banned = [t.audio, t.audio_end, t.audio_start, t.image_start, t.image, t.image_end, t.video_start, t.video,
+              t.video_end]
+    return banned if allow_audio else [*banned, t.audio_gen_start]
+
+
 def decode_plan(config: GenerationConfig, cuda: bool, compiles_whole: bool) -> tuple[bool, CompileMode]:
     """(static caches?, compile mode of their steps) for ``config`` on a CUDA device or not, for a backbone that
     ``transformers`` marks as compiling as one graph (``_can_compile_fullgraph``; MoE routing does not) or not."""
@@ -198,12 +206,8 @@ def _decode_steps(model: OmniModel, batch: OmniBatch, config: GenerationConfig,
 
     # symbols that are never generated in text mode / the two allowed in audio mode
     vocab = model.backbone.get_output_embeddings().weight.shape[0]
-    banned = [t.audio, t.audio_end, t.audio_start, t.image_start, t.image, t.image_end, t.video_start, t.video,
-              t.video_end]
-    if not config.allow_audio:
-        banned.append(t.audio_gen_start)
     text_mask = torch.zeros(vocab, dtype=torch.bool, device=dev)
-    text_mask[banned] = True
+    text_mask[banned_in_text(model, config.allow_audio)] = True
     audio_mask = torch.ones(vocab, dtype=torch.bool, device=dev)
     audio_mask[[t.audio, t.audio_end]] = False
     starts = torch.tensor(t.audio_starts, device=dev)

@@ -43,7 +43,9 @@ class RecognizerConfig:
         "(never downloaded). omni uses --checkpoint instead.")
     device: str = option("cpu", help="Torch device (cpu, cuda, cuda:1); under torchrun each rank uses its own GPU.")
     max_new_tokens: int = option(128, help="omni / whisper: most tokens generated per utterance.")
-    beam_size: int = option(1, help="whisper / espnet: beam width (1 = greedy).")
+    beam_size: int = option(
+        1, help="omni / whisper / espnet: beam width (1 = greedy; omni: transformers' beam search over the "
+        "prompt's embeddings, omni.model.beam).")
     language: str | None = option(
         None, help="whisper: language forced on a multilingual model (null: each row's language, else detection).")
     workers: int = option(

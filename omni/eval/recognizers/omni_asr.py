@@ -1,4 +1,5 @@
-"""The omni model as a recogniser: speech -> audio-token codes -> the training ASR prompt -> greedy text.
+"""The omni model as a recogniser: speech -> audio-token codes -> the training ASR prompt -> text (greedy, or
+transformers' beam search with ``beam_size > 1``: :mod:`omni.model.beam`).
 
 The prompt is built by the training formatter (:func:`omni.data.formatters.prompt_messages` on an
 ``asr`` row: task, language and region tags, then the speech frames) and rendered with
@@ -19,6 +20,7 @@ from omni.audio.io import Audio
 from omni.data.formatters import RowContext, prompt_messages
 from omni.data.manifest import ManifestRow
 from omni.eval.recognizers.base import RecognizerConfig, at_rate
+from omni.model.beam import beam_text
 
 
 class _BatchCodes:
@@ -73,6 +75,9 @@ class OmniRecognizer:
     def transcribe(self, audios: Sequence[Audio], rows: Sequence[ManifestRow] | None = None) -> list[str]:
         if not audios:
             return []
-        out = self.model.generate(self.prompts(audios, rows), max_new_tokens=self.cfg.max_new_tokens,
-                                  allow_audio=False)
-        return [t.strip() for t in out.text]
+        prompts = self.prompts(audios, rows)
+        if self.cfg.beam_size > 1:
+            texts = beam_text(self.model, prompts, self.cfg.beam_size, self.cfg.max_new_tokens)
+        else:
+            texts = self.model.generate(prompts, max_new_tokens=self.cfg.max_new_tokens, allow_audio=False).text
+        return [t.strip() for t in texts]
