@@ -105,22 +105,16 @@ def text_answers(model: Any, rows: Sequence[Any], manifest: str, speech_in: bool
 
     from omni.align.pairs import encode_prompts
     from omni.data.media import CachedMedia
-    from omni.model.beam import beam_text
-    from omni.model.generation import GenerationConfig
-    from omni.model.sampling import SamplingConfig
+    from omni.model.beam import text_replies
 
     vision = model.cfg.vision if model.vision is not None else None
     media = CachedMedia(list(model.cfg.codebook_sizes), vision)
     prompts = encode_prompts(model, rows, manifest, media, speech_in, speech_out=False)
-    greedy = SamplingConfig(do_sample=False)
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens, text=greedy, audio=greedy, allow_audio=False)
     out: list[str] = []
     model.eval()
     with torch.no_grad():
         for start in range(0, len(prompts), batch_size):
-            batch = list(prompts[start:start + batch_size])
-            texts = (beam_text(model, batch, beam_size, max_new_tokens) if beam_size > 1
-                     else model.generate(batch, cfg).text)
+            texts = text_replies(model, list(prompts[start:start + batch_size]), max_new_tokens, beam_size)
             out.extend(t.strip() for t in texts)
     return out
 

@@ -20,7 +20,7 @@ module              holds
 ``sampling``        per-modality sampling settings (transformers' logits processors)
 ``generation``      the decoding loop, ``generate``, ``GenerationConfig``
 ``streaming``       ``stream``: text pieces and audio frames as they are made
-``beam``            ``beam_text``: text-only beam search (transformers') over omni prompts
+``beam``            ``beam_text`` (transformers' beam search over omni prompts), ``text_replies`` (greedy or beams)
 ``save_load``       ``save_pretrained`` / ``from_pretrained`` (local directories only)
 ``tiny``            tiny models for tests
 ==================  ===============================================================

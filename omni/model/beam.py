@@ -8,7 +8,8 @@ Placeholders and the switch to speech are suppressed, as in the text mode of the
 beam this is the loop's greedy text (tested). Positions are what :func:`omni.model.batch.collate` gives a
 left-padded prompt, which is what ``transformers`` derives from the attention mask.
 
-Used where a transcript is the whole output: ``omni eval asr`` with ``recognizer.beam_size > 1``.
+:func:`text_replies` picks between the loop's greedy text and this; ``omni eval asr`` (``recognizer.beam_size``)
+and ``omni eval qa`` (``beam_size``) call it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import transformers
 
 from omni.model.batch import OmniBatch, OmniExample
 from omni.model.generation import banned_in_text, prompt_batch
+from omni.model.sampling import SamplingConfig
 
 if TYPE_CHECKING:
     from omni.model.model import OmniModel
@@ -50,7 +52,7 @@ def beam_text(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[Omni
         early_stopping=True, eos_token_id=sorted(set(t.eos)), pad_token_id=t.pad,
         suppress_tokens=banned_in_text(model, allow_audio=False),
     )
-    embeds = model.embed(batch, model.vision_features(batch))  # (B, T, D)
+    embeds = model.embed(batch)  # (B, T, D)
     new = model.backbone.generate(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                                   generation_config=config)  # (B, S): only the generated tokens
     stops = set(t.eos)
@@ -59,3 +61,13 @@ def beam_text(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[Omni
         cut = next((i for i, tok in enumerate(row) if tok in stops), len(row))
         texts.append(model.tokenizer.decode(row[:cut], skip_special_tokens=True))
     return texts
+
+
+def text_replies(model: OmniModel, prompts: OmniBatch | OmniExample | Sequence[OmniExample], max_new_tokens: int,
+                 num_beams: int = 1) -> list[str]:
+    """Text-only replies to ``prompts``: the decoding loop's greedy text, or with ``num_beams > 1`` the best beam
+    (:func:`beam_text`)."""
+    if num_beams > 1:
+        return beam_text(model, prompts, num_beams, max_new_tokens)
+    return model.generate(prompts, max_new_tokens=max_new_tokens, allow_audio=False,
+                          text=SamplingConfig(do_sample=False)).text

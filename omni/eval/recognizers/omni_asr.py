@@ -20,7 +20,7 @@ from omni.audio.io import Audio
 from omni.data.formatters import RowContext, prompt_messages
 from omni.data.manifest import ManifestRow
 from omni.eval.recognizers.base import RecognizerConfig, at_rate
-from omni.model.beam import beam_text
+from omni.model.beam import text_replies
 
 
 class _BatchCodes:
@@ -75,9 +75,5 @@ class OmniRecognizer:
     def transcribe(self, audios: Sequence[Audio], rows: Sequence[ManifestRow] | None = None) -> list[str]:
         if not audios:
             return []
-        prompts = self.prompts(audios, rows)
-        if self.cfg.beam_size > 1:
-            texts = beam_text(self.model, prompts, self.cfg.beam_size, self.cfg.max_new_tokens)
-        else:
-            texts = self.model.generate(prompts, max_new_tokens=self.cfg.max_new_tokens, allow_audio=False).text
+        texts = text_replies(self.model, self.prompts(audios, rows), self.cfg.max_new_tokens, self.cfg.beam_size)
         return [t.strip() for t in texts]
